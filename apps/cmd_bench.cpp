@@ -1,0 +1,127 @@
+// kick bench runtime: prefill and decode tokens/s of a model next to this machine's GEMM throughput,
+// measured in the same run, reported as a fraction of the GEMM-bound limit.
+#include <cstdio>
+#include <sstream>
+
+#include "common.hpp"
+
+#include <ATen/Parallel.h>
+
+namespace kick::app {
+
+namespace {
+
+// Best-of-N GEMM throughput in GFLOP/s for an [n x n] x [n x n] product in `dtype`.
+double measure_gemm_gflops(int64_t n, at::ScalarType dtype, const at::Device& device, int repeats) {
+  at::NoGradGuard no_grad;
+  auto opts = at::TensorOptions().dtype(dtype).device(device);
+  auto a = at::randn({n, n}, opts), b = at::randn({n, n}, opts), c = at::empty({n, n}, opts);
+  at::mm_out(c, a, b);  // warm-up
+  double best = 1e30;
+  for (int i = 0; i < repeats; ++i) {
+    const double t0 = monotonic_seconds();
+    at::mm_out(c, a, b);
+    if (device.is_cuda()) c.cpu();
+    best = std::min(best, monotonic_seconds() - t0);
+  }
+  return 2.0 * double(n) * double(n) * double(n) / best / 1e9;
+}
+
+// FLOPs of one token through the model at a given attention context: 2 x every Linear's parameters
+// (the head included) plus QK^T and PV over `context` keys in every layer.
+double flops_per_token(const ModelConfig& c, double context) {
+  const double linear = double(c.hidden_size) * double(c.num_heads * c.head_dim) * 2 +
+                        double(c.hidden_size) * double(c.num_kv_heads * c.head_dim) * 2 +
+                        double(c.hidden_size) * double(c.intermediate_size) * 3;
+  const double head = double(c.hidden_size) * double(c.vocab_size);
+  const double attention = 4.0 * double(c.num_heads * c.head_dim) * context;
+  return 2.0 * (linear * double(c.num_layers) + head) + attention * double(c.num_layers);
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "benchmarks measured against this machine's limits");
+  bench->require_subcommand(1);
+  auto* cmd = bench->add_subcommand("runtime", "prefill/decode tokens/s vs the GEMM-bound limit");
+  struct Args {
+    ModelArgs model;
+    std::string dtypes = "fp32,bf16";
+    int64_t prompt_tokens = 256;
+    int64_t decode_tokens = 32;
+    int64_t gemm_size = 2048;
+    int repeats = 3;
+    std::string json_out;
+  };
+  auto args = std::make_shared<Args>();
+  add_model_options(*cmd, args->model);
+  cmd->add_option("--dtypes", args->dtypes, "comma-separated dtypes to measure")->capture_default_str();
+  cmd->add_option("--prompt-tokens", args->prompt_tokens, "prefill length")->capture_default_str();
+  cmd->add_option("--decode-tokens", args->decode_tokens, "decoded tokens after the prompt")->capture_default_str();
+  cmd->add_option("--gemm-size", args->gemm_size, "square GEMM size for the throughput probe")->capture_default_str();
+  cmd->add_option("--repeats", args->repeats, "best of N")->capture_default_str();
+  cmd->add_option("--json", args->json_out, "write the figures as JSON");
+  cmd->callback([args] {
+    nlohmann::json report = {{"model", args->model.model}, {"threads", 0}, {"runs", nlohmann::json::array()}};
+    std::stringstream list(args->dtypes);
+    std::string dtype;
+    std::printf("%-5s %14s %12s %12s %10s %12s %10s\n", "dtype", "GEMM GFLOP/s", "prefill t/s", "limit t/s",
+                "fraction", "decode t/s", "fraction");
+    while (std::getline(list, dtype, ',')) {
+      ModelArgs margs = args->model;
+      margs.dtype = dtype;
+      Model model = load_model(margs);
+      report["threads"] = at::get_num_threads();
+      const auto device = model.options().device;
+      const double gflops = measure_gemm_gflops(args->gemm_size, model.options().dtype, device, args->repeats);
+      auto ids = at::randint(3, model.config().vocab_size, {1, args->prompt_tokens}, at::TensorOptions().dtype(at::kLong));
+      const int64_t capacity = args->prompt_tokens + args->decode_tokens + 1;
+      double prefill_best = 1e30, decode_best = 1e30;
+      for (int r = 0; r < args->repeats + 1; ++r) {  // the first round warms up
+        auto cache = model.make_cache(1, capacity);
+        double t0 = monotonic_seconds();
+        auto logits = model.forward_last(ids.to(device), &cache);
+        logits.cpu();
+        double prefill = monotonic_seconds() - t0;
+        auto next = logits.argmax(-1).view({1, 1});
+        t0 = monotonic_seconds();
+        for (int64_t i = 0; i < args->decode_tokens; ++i) {
+          logits = model.forward_last(next, &cache);
+          next = logits.argmax(-1).view({1, 1});
+        }
+        next.cpu();
+        double decode = monotonic_seconds() - t0;
+        if (r > 0) {
+          prefill_best = std::min(prefill_best, prefill);
+          decode_best = std::min(decode_best, decode);
+        }
+      }
+      const auto& c = model.config();
+      const double prefill_tps = double(args->prompt_tokens) / prefill_best;
+      const double decode_tps = double(args->decode_tokens) / decode_best;
+      const double prefill_flops = flops_per_token(c, double(args->prompt_tokens + 1) / 2.0);
+      const double decode_flops = flops_per_token(c, double(args->prompt_tokens) + double(args->decode_tokens) / 2.0);
+      const double prefill_limit = gflops * 1e9 / prefill_flops;
+      const double decode_limit = gflops * 1e9 / decode_flops;
+      std::printf("%-5s %14.1f %12.1f %12.1f %10.3f %12.1f %10.3f\n", dtype.c_str(), gflops, prefill_tps,
+                  prefill_limit, prefill_tps / prefill_limit, decode_tps, decode_tps / decode_limit);
+      report["runs"].push_back({{"dtype", dtype},
+                                {"gemm_gflops", gflops},
+                                {"gemm_size", args->gemm_size},
+                                {"prompt_tokens", args->prompt_tokens},
+                                {"decode_tokens", args->decode_tokens},
+                                {"prefill_tokens_per_s", prefill_tps},
+                                {"prefill_limit_tokens_per_s", prefill_limit},
+                                {"prefill_fraction_of_limit", prefill_tps / prefill_limit},
+                                {"decode_tokens_per_s", decode_tps},
+                                {"decode_limit_tokens_per_s", decode_limit},
+                                {"decode_fraction_of_limit", decode_tps / decode_limit},
+                                {"flops_per_token_prefill", prefill_flops},
+                                {"flops_per_token_decode", decode_flops}});
+    }
+    std::printf("limit = GEMM GFLOP/s / FLOPs per token (2 x linear params incl. head + attention at the measured context)\n");
+    if (!args->json_out.empty()) write_file_atomically(args->json_out, report.dump(2) + "\n");
+  });
+}
+
+}  // namespace kick::app

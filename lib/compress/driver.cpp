@@ -1,0 +1,340 @@
+// The one calibration driver every method uses: layer by layer, capture each decoder layer's input for
+// all calibration windows, accumulate statistics per distinct Linear input (q/k/v share one, gate/up
+// share one), solve each Linear with its method's pure function, then re-run the compressed layer to
+// produce the next layer's input. Peak memory: the model plus two activation buffers and one layer's
+// statistics.
+#include <map>
+#include <set>
+
+#include "kick/compress.hpp"
+#include "kick/model.hpp"
+
+namespace kick::compress {
+
+namespace {
+
+struct LinearGroup {
+  const char* key;
+  std::vector<std::string> linears;
+};
+
+// Linears that read the same input; statistics are accumulated once per group.
+const std::vector<LinearGroup>& linear_groups() {
+  static const std::vector<LinearGroup> groups = {
+      {"attn_in", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}},
+      {"attn_out", {"self_attn.o_proj"}},
+      {"mlp_in", {"mlp.gate_proj", "mlp.up_proj"}},
+      {"mlp_out", {"mlp.down_proj"}}};
+  return groups;
+}
+
+constexpr int64_t kErrorSampleTokens = 2048;
+
+// Statistics and a strided token sample for one group's input during one layer.
+struct GroupCapture {
+  std::unique_ptr<InputStatistics> stats;
+  std::vector<Tensor> sample_chunks;
+  int64_t sample_stride = 1;
+  Tensor sample() const { return sample_chunks.empty() ? Tensor() : at::cat(sample_chunks, 0); }
+};
+
+// ||W x - W' x'||^2 / ||W x||^2 on a token sample; x' differs from x only where AWQ folded scales.
+double relative_output_error(const Tensor& original, const Tensor& x, const Tensor& compressed, const Tensor& x_seen) {
+  if (!x.defined() || x.size(0) == 0) return -1;
+  auto reference = at::matmul(x.to(at::kFloat), original.to(at::kFloat).t());
+  auto diff = reference - at::matmul(x_seen.to(at::kFloat), compressed.to(at::kFloat).t());
+  return (diff.pow(2).sum() / reference.pow(2).sum().clamp_min(1e-30)).item<double>();
+}
+
+// Searches AWQ scales for one group and folds them: the group's weights are multiplied by s per input
+// channel and the op that feeds them (RMSNorm weight, or v_proj/up_proj rows) divided by s, so the
+// unquantized layer computes the same function. The group's input sample is divided by s to match.
+nlohmann::json fold_awq_scales(DecoderLayer& layer, const std::string& key, const std::vector<std::string>& linears,
+                               Tensor& sample, const AwqConfig& config) {
+  std::vector<Tensor> weights;
+  for (const auto& name : linears) weights.push_back(layer.linear(name));
+  auto scaled = awq_search_scales(weights, sample, config);
+  // With grouped-query attention v_proj's rows do not line up with o_proj's columns: skip, as the reference.
+  const bool foldable = key != "attn_out" || layer.v_proj.size(0) == layer.o_proj.size(1);
+  if (foldable) {
+    auto s = scaled.scales.to(layer.q_proj.device()).to(layer.q_proj.scalar_type());
+    if (key == "attn_in") layer.input_norm.div_(s);
+    if (key == "mlp_in") layer.post_attention_norm.div_(s);
+    if (key == "attn_out") layer.v_proj.div_(s.view({-1, 1}));
+    if (key == "mlp_out") layer.up_proj.div_(s.view({-1, 1}));
+    for (const auto& name : linears) layer.linear(name).mul_(s.view({1, -1}));
+    sample = sample / scaled.scales.to(sample.device()).view({1, -1});
+  }
+  return {{"alpha", scaled.best_alpha}, {"error", scaled.error}, {"error_unscaled", scaled.error_at_1},
+          {"folded", foldable}};
+}
+
+// AWQ quantizes with the plan's quantizer: one source of truth for bits and group size.
+AwqConfig awq_config(const CompressionPlan& plan) {
+  AwqConfig config = plan.awq;
+  config.quant = plan.quant;
+  return config;
+}
+
+// Compresses one Linear in place with the plan's method and returns its statistics.
+LayerStats solve_linear(const CompressionPlan& plan, const std::string& name, Tensor& weight,
+                        const InputStatistics& stats, const Tensor& sample, QuantizedWeight* packed) {
+  if (plan.method == "magnitude") {
+    auto r = magnitude_prune(weight, plan.sparsity, plan.magnitude_per_row);
+    weight.copy_(r.weight);
+    return r.stats;
+  }
+  if (plan.method == "wanda") {
+    auto r = wanda_prune(weight, stats.squared_norms(), plan.sparsity);
+    weight.copy_(r.weight);
+    return r.stats;
+  }
+  if (plan.method == "sparsegpt") {
+    SparseGptConfig c;
+    c.sparsity = plan.sparsity;
+    c.percdamp = plan.percdamp;
+    c.blocksize = plan.blocksize;
+    if (plan.sparsegpt_quantize) c.quantize = plan.quant;
+    auto r = sparsegpt_prune(weight, stats.hessian(), c);
+    weight.copy_(r.weight);
+    return r.stats;
+  }
+  if (plan.method == "rtn") {
+    auto r = rtn_quantize(weight, plan.quant);
+    weight.copy_(r.weight);
+    if (packed) *packed = r.packed;
+    return r.stats;
+  }
+  if (plan.method == "gptq") {
+    GptqConfig c;
+    c.quant = plan.quant;
+    c.percdamp = plan.percdamp;
+    c.blocksize = plan.blocksize;
+    c.act_order = plan.act_order;
+    c.static_groups = plan.static_groups;
+    auto r = gptq_quantize(weight, stats.hessian(), c);
+    weight.copy_(r.weight);
+    if (packed) *packed = r.packed;
+    return r.stats;
+  }
+  if (plan.awq_scale_only) return LayerStats{};
+  // AWQ: the reference skips clipping for q/k, whose errors the attention softmax dominates.
+  const bool clip = plan.awq.clip && name != "self_attn.q_proj" && name != "self_attn.k_proj" && sample.defined();
+  Tensor clip_max = clip ? awq_search_clip(weight, sample, awq_config(plan)) : Tensor();
+  auto r = awq_quantize(weight, clip_max, plan.quant);
+  weight.copy_(r.weight);
+  if (packed) *packed = r.packed;
+  return r.stats;
+}
+
+}  // namespace
+
+bool CompressionPlan::is_pruning() const {
+  return method == "magnitude" || method == "wanda" || method == "sparsegpt";
+}
+
+bool CompressionPlan::needs_calibration() const {
+  return method == "wanda" || method == "sparsegpt" || method == "gptq" || method == "awq";
+}
+
+void CompressionPlan::validate(int64_t hidden_size, int64_t intermediate_size) const {
+  static const std::set<std::string> methods = {"magnitude", "wanda", "sparsegpt", "rtn", "gptq", "awq"};
+  if (!methods.count(method)) {
+    fail("--method {}: unknown (expected magnitude, wanda, sparsegpt, rtn, gptq or awq)", method);
+  }
+  if (is_pruning()) sparsity.validate();
+  if (!is_pruning() || sparsegpt_quantize) {
+    quant.validate(hidden_size);
+    quant.validate(intermediate_size);
+  }
+  if (percdamp <= 0) fail("--percdamp {}: expected a positive damping fraction", percdamp);
+  if (blocksize <= 0) fail("--blocksize {}: expected a positive number of columns", blocksize);
+  if (forward_batch <= 0) fail("--forward-batch {}: expected a positive number of windows", forward_batch);
+  if (method == "awq" && awq.grid < 2) fail("--awq-grid {}: expected at least 2 grid points", awq.grid);
+}
+
+nlohmann::json CompressionPlan::to_json() const {
+  nlohmann::json j = {{"method", method}, {"true_sequential", true_sequential}};
+  if (is_pruning()) {
+    j["sparsity"] = sparsity.structured() ? nlohmann::json{{"pattern", sparsity.describe()}}
+                                          : nlohmann::json{{"ratio", sparsity.ratio}};
+  }
+  if (method == "magnitude") j["per_row"] = magnitude_per_row;
+  if (method == "sparsegpt" || method == "gptq") {
+    j["percdamp"] = percdamp;
+    j["blocksize"] = blocksize;
+  }
+  if (!is_pruning() || sparsegpt_quantize) {
+    j["quantizer"] = {{"bits", quant.bits}, {"group_size", quant.group_size}, {"symmetric", quant.symmetric}};
+  }
+  if (method == "gptq") {
+    j["act_order"] = act_order;
+    j["static_groups"] = static_groups;
+  }
+  if (method == "awq") {
+    j["awq"] = {{"grid", awq.grid}, {"clip", awq.clip}, {"clip_grid", awq.clip_grid},
+                {"max_shrink", awq.max_shrink}, {"clip_samples", awq.clip_samples}};
+  }
+  return j;
+}
+
+nlohmann::json CompressionReport::to_json() const {
+  return {{"layers", layers},
+          {"faults", faults},
+          {"overall_sparsity", overall_sparsity},
+          {"seconds", {{"forward", seconds_forward}, {"statistics", seconds_statistics},
+                       {"solve", seconds_solve}, {"total", seconds_total}}}};
+}
+
+CompressionReport compress_model(Model& model, const CompressionPlan& plan, const CalibrationData* calibration,
+                                 const LayerProgress& progress) {
+  at::NoGradGuard no_grad;
+  const auto& config = model.config();
+  plan.validate(config.hidden_size, config.intermediate_size);
+  if (plan.needs_calibration() && calibration == nullptr) {
+    fail("--method {}: needs calibration data", plan.method);
+  }
+  CompressionReport report;
+  const double run_start = monotonic_seconds();
+  const bool calibrate = calibration != nullptr;
+  const auto device = model.options().device;
+
+  Tensor inputs, outputs;
+  int64_t windows = 0, seqlen = 0;
+  if (calibrate) {
+    windows = calibration->windows.size(0);
+    seqlen = calibration->windows.size(1);
+    if (seqlen > config.max_position) fail("calibration seqlen {} exceeds the model's context of {}", seqlen, config.max_position);
+    const double t0 = monotonic_seconds();
+    inputs = at::empty({windows, seqlen, config.hidden_size}, at::TensorOptions().dtype(model.options().dtype).device(device));
+    for (int64_t w = 0; w < windows; w += plan.forward_batch) {
+      const int64_t n = std::min(plan.forward_batch, windows - w);
+      inputs.narrow(0, w, n).copy_(model.embed(calibration->windows.narrow(0, w, n)));
+    }
+    outputs = at::empty_like(inputs);
+    report.seconds_forward += monotonic_seconds() - t0;
+  }
+  // Rotary tables and the causal mask depend only on the batch shape; build them once per size.
+  std::map<int64_t, AttentionInputs> attention_by_batch;
+  auto attention_for = [&](int64_t n) -> const AttentionInputs& {
+    auto it = attention_by_batch.find(n);
+    if (it == attention_by_batch.end()) it = attention_by_batch.emplace(n, model.attention_inputs(n, seqlen, 0)).first;
+    return it->second;
+  };
+  auto run_layer = [&](const DecoderLayer& layer, const LinearInputHook& hook, bool keep_outputs) {
+    for (int64_t w = 0; w < windows; w += plan.forward_batch) {
+      const int64_t n = std::min(plan.forward_batch, windows - w);
+      auto out = layer.forward(inputs.narrow(0, w, n), attention_for(n), nullptr, hook);
+      if (keep_outputs) outputs.narrow(0, w, n).copy_(out);
+    }
+  };
+
+  const bool wants_hessian = plan.method == "sparsegpt" || plan.method == "gptq";
+  int64_t zeros = 0, total = 0;
+  for (int64_t li = 0; li < model.num_layers(); ++li) {
+    DecoderLayer& layer = model.layer(li);
+    nlohmann::json layer_report = {{"layer", li}, {"linears", nlohmann::json::object()}};
+    std::map<std::string, Tensor> originals;
+    for (const char* name : kLinearNames) originals[name] = layer.linear(name).clone();
+
+    // Phases: all groups at once, or (true sequential) one group after another, each seeing the
+    // already-compressed groups before it. AWQ searches on the uncompressed layer, as the reference.
+    std::vector<std::vector<size_t>> phases;
+    if (plan.true_sequential && plan.method != "awq") {
+      for (size_t g = 0; g < linear_groups().size(); ++g) phases.push_back({g});
+    } else {
+      phases.push_back({0, 1, 2, 3});
+    }
+    std::map<std::string, GroupCapture> captures;
+    for (const auto& phase : phases) {
+      std::map<std::string, std::string> first_linear_of_group;
+      for (size_t g : phase) {
+        const auto& group = linear_groups()[g];
+        const int64_t in = layer.linear(group.linears[0]).size(1);
+        auto& capture = captures[group.key];
+        capture.stats = std::make_unique<InputStatistics>(in, wants_hessian, device);
+        capture.sample_chunks.clear();
+        capture.sample_stride = std::max<int64_t>(1, windows * seqlen / (plan.method == "awq" ? std::max<int64_t>(plan.awq.clip_samples, kErrorSampleTokens) : kErrorSampleTokens));
+        first_linear_of_group[group.linears[0]] = group.key;
+      }
+      if (calibrate) {
+        double stats_seconds = 0;
+        const double t0 = monotonic_seconds();
+        LinearInputHook hook = [&](int64_t, const std::string& linear, const Tensor& x) {
+          auto it = first_linear_of_group.find(linear);
+          if (it == first_linear_of_group.end()) return;
+          const double s0 = monotonic_seconds();
+          auto& capture = captures[it->second];
+          auto flat = x.reshape({-1, x.size(-1)});
+          capture.stats->add(flat);
+          capture.sample_chunks.push_back(flat.slice(0, 0, flat.size(0), capture.sample_stride).to(at::kFloat).clone());
+          stats_seconds += monotonic_seconds() - s0;
+        };
+        run_layer(layer, hook, false);
+        report.seconds_statistics += stats_seconds;
+        report.seconds_forward += monotonic_seconds() - t0 - stats_seconds;
+      }
+      const double solve_start = monotonic_seconds();
+      std::map<std::string, Tensor> samples, scaled_samples;
+      for (size_t g : phase) {
+        const auto& group = linear_groups()[g];
+        auto& capture = captures[group.key];
+        samples[group.key] = capture.sample();
+        scaled_samples[group.key] = samples[group.key];
+        if (capture.stats->nonfinite() > 0) {
+          report.faults.push_back({{"layer", li}, {"input", group.key}, {"kind", "nonfinite_activations"},
+                                   {"count", capture.stats->nonfinite()}});
+        }
+      }
+      // AWQ: search and fold every group's scales first (folding into v_proj/up_proj must happen
+      // before those are quantized), then quantize all Linears, as the reference does.
+      if (plan.method == "awq") {
+        for (size_t g : phase) {
+          const auto& group = linear_groups()[g];
+          layer_report["awq_" + std::string(group.key)] =
+              fold_awq_scales(layer, group.key, group.linears, scaled_samples[group.key], awq_config(plan));
+        }
+      }
+      for (size_t g : phase) {
+        const auto& group = linear_groups()[g];
+        auto& capture = captures[group.key];
+        for (const auto& name : group.linears) {
+          Tensor& weight = layer.linear(name);
+          const bool quantizes = !plan.is_pruning();
+          QuantizedWeight packed;
+          LayerStats stats = solve_linear(plan, name, weight, *capture.stats, scaled_samples[group.key],
+                                          plan.keep_packed && quantizes ? &packed : nullptr);
+          if (plan.preserve_zeros) weight.masked_fill_(originals[name] == 0, 0);
+          if (plan.keep_packed && quantizes) report.packed[fmt::format("model.layers.{}.{}", li, name)] = packed;
+          if (stats.cholesky_retries > 0) {
+            report.faults.push_back({{"layer", li}, {"linear", name}, {"kind", "cholesky_retry"},
+                                     {"retries", stats.cholesky_retries}, {"damping", stats.damping}});
+          }
+          auto j = stats.to_json();
+          j["output_error_sample"] = relative_output_error(originals[name], samples[group.key], weight,
+                                                           scaled_samples[group.key]);
+          layer_report["linears"][name] = j;
+          zeros += (weight == 0).sum().item<int64_t>();
+          total += weight.numel();
+        }
+      }
+      report.seconds_solve += monotonic_seconds() - solve_start;
+    }
+    if (calibrate) {
+      const double t0 = monotonic_seconds();
+      run_layer(layer, nullptr, true);
+      if (!at::isfinite(outputs).all().item<bool>()) {
+        report.faults.push_back({{"layer", li}, {"kind", "nonfinite_layer_output"}});
+      }
+      std::swap(inputs, outputs);
+      report.seconds_forward += monotonic_seconds() - t0;
+    }
+    report.layers.push_back(layer_report);
+    if (progress) progress(li + 1, model.num_layers());
+  }
+  report.overall_sparsity = total > 0 ? double(zeros) / double(total) : 0;
+  report.seconds_total = monotonic_seconds() - run_start;
+  return report;
+}
+
+}  // namespace kick::compress

@@ -1,0 +1,115 @@
+// compress/gptq.cpp: GPTQ (IST-DASLab/gptq fasterquant): quantize column by column, spreading each
+// column's rounding error over the not-yet-quantized columns through the upper Cholesky factor of
+// H^-1, with lazy block updates, optional activation order and static groups.
+#include <algorithm>
+
+#include "internal.hpp"
+
+namespace kick::compress {
+
+namespace {
+using at::indexing::None;
+using at::indexing::Slice;
+}
+
+QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const GptqConfig& config) {
+  detail::check_weight(weight, "gptq_quantize");
+  const int64_t rows = weight.size(0), columns = weight.size(1);
+  detail::check_hessian(hessian, columns, "gptq_quantize");
+  config.quant.validate(columns);
+  detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "gptq_quantize");
+  const double start = monotonic_seconds();
+  const int bits = config.quant.bits;
+  const bool symmetric = config.quant.symmetric;
+  const int64_t group_size = config.quant.group_size;
+  const bool grouped = group_size > 0, static_groups = grouped && config.static_groups;
+
+  auto W = weight.to(at::kFloat).clone();
+  auto H = hessian.to(W.device(), at::kFloat).clone();
+  detail::GridParams grid;
+  if (!grouped) grid = detail::find_grid_params(W, bits, symmetric);  // before dead columns, as the reference
+  detail::handle_dead_columns(H, W);
+
+  std::vector<detail::GridParams> group_grids;  // in order of their group index
+  if (static_groups)
+    for (int64_t c = 0; c < columns; c += group_size)
+      group_grids.push_back(detail::find_grid_params(W.narrow(1, c, group_size), bits, symmetric));
+
+  Tensor perm, invperm;
+  std::vector<int64_t> perm_host;
+  if (config.act_order) {
+    perm = at::argsort(at::diag(H), /*dim=*/-1, /*descending=*/true);
+    W = W.index_select(1, perm);
+    H = H.index_select(0, perm).index_select(1, perm);
+    invperm = at::argsort(perm);
+    auto cpu = perm.cpu().contiguous();
+    perm_host.assign(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + columns);
+  }
+
+  auto factor = detail::inverse_hessian_factor(H, config.percdamp);
+  const auto& Hinv = factor.upper;
+  auto Q = at::zeros_like(W), codes = at::zeros_like(W);
+  auto losses = at::zeros({rows}, W.options());
+  for (int64_t i1 = 0; i1 < columns; i1 += config.blocksize) {
+    const int64_t i2 = std::min(i1 + config.blocksize, columns), count = i2 - i1;
+    auto W1 = W.index({Slice(), Slice(i1, i2)}).clone();
+    auto Q1 = at::zeros_like(W1), Err1 = at::zeros_like(W1), Losses1 = at::zeros_like(W1);
+    auto Hinv1 = Hinv.index({Slice(i1, i2), Slice(i1, i2)});
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t column = i1 + i;
+      auto w = W1.select(1, i);
+      auto d = Hinv1.index({i, i});
+      if (static_groups) {
+        grid = group_grids[(config.act_order ? perm_host[column] : column) / group_size];
+      } else if (grouped && column % group_size == 0) {
+        // Like the reference, from W as it stood at the start of this block (the block's own updates
+        // live in W1): groups that start mid-block see the earlier blocks' updates only.
+        grid = detail::find_grid_params(W.narrow(1, column, std::min(group_size, columns - column)), bits, symmetric);
+        group_grids.push_back(grid);
+      }
+      auto code = detail::quantize_to_codes(w.unsqueeze(1), grid);
+      auto q = detail::codes_to_values(code, grid).flatten();
+      codes.select(1, column).copy_(code.flatten());
+      Q1.select(1, i).copy_(q);
+      Losses1.select(1, i).copy_((w - q).pow(2) / d.pow(2));
+      auto err1 = (w - q) / d;
+      W1.narrow(1, i, count - i).sub_(at::matmul(err1.unsqueeze(1), Hinv1.index({i, Slice(i, None)}).unsqueeze(0)));
+      Err1.select(1, i).copy_(err1);
+    }
+    Q.index_put_({Slice(), Slice(i1, i2)}, Q1);
+    losses += at::sum(Losses1, 1) / 2;
+    if (i2 < columns)
+      W.index({Slice(), Slice(i2, None)}).sub_(at::matmul(Err1, Hinv.index({Slice(i1, i2), Slice(i2, None)})));
+  }
+
+  // Group of every original column: dynamic act-order groups follow the permuted order.
+  auto long_options = W.options().dtype(at::kLong);
+  Tensor g_idx = grouped ? at::arange(columns, long_options).div(group_size, "floor") : at::zeros({columns}, long_options);
+  if (config.act_order) {
+    Q = Q.index_select(1, invperm);
+    codes = codes.index_select(1, invperm);
+    if (grouped && !static_groups) g_idx = g_idx.index_select(0, invperm);
+  }
+  if (!grouped) group_grids.push_back(grid);
+  std::vector<Tensor> scales, zeros;
+  for (const auto& g : group_grids) {
+    scales.push_back(g.scale);
+    zeros.push_back(g.zero);
+  }
+
+  QuantResult result;
+  result.weight = Q.to(weight.scalar_type());
+  result.packed.codes = codes.to(at::kByte);
+  result.packed.scales = at::cat(scales, 1);
+  result.packed.zeros = at::cat(zeros, 1);
+  result.packed.g_idx = g_idx.to(at::kInt);
+  result.packed.bits = bits;
+  result.stats.sparsity = detail::fraction_zero(result.weight);
+  result.stats.error = losses.sum().item<double>();  // the reference's OBS loss estimate
+  result.stats.damping = factor.damping;
+  result.stats.cholesky_retries = factor.retries;
+  result.stats.seconds = monotonic_seconds() - start;
+  return result;
+}
+
+}  // namespace kick::compress

@@ -1,0 +1,216 @@
+// Implements kick/core.hpp: mapped files, atomic writes, the data root, threads and version info.
+#include "kick/core.hpp"
+
+#include <ATen/Parallel.h>
+#include <fmt/ranges.h>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace kick {
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    fail("{}: cannot stat: {}", path, std::strerror(err));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail("{}: is a directory, expected a file", path);
+  }
+  size_ = static_cast<uint64_t>(st.st_size);
+  if (size_ > 0) {
+    // MAP_PRIVATE + PROT_WRITE: copy-on-write, so in-place tensor edits never reach the file.
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int err = errno;
+      ::close(fd);
+      fail("{}: cannot map {} bytes: {}", path, size_, std::strerror(err));
+    }
+    data_ = static_cast<uint8_t*>(p);
+  }
+  ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(data_, size_);
+}
+
+const uint8_t* MappedFile::span(uint64_t offset, uint64_t length, std::string_view what) const {
+  if (offset > size_ || length > size_ - offset) {
+    fail("{}: {} at bytes [{}, {}) runs past the end of the file ({} bytes)", path_, what, offset,
+         offset + length, size_);
+  }
+  return data_ + offset;
+}
+
+Tensor tensor_from_mapping(const std::shared_ptr<MappedFile>& file, uint64_t offset,
+                           at::IntArrayRef shape, at::ScalarType dtype, std::string_view what) {
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail("{}: {} has a negative dimension", file->path(), what);
+    numel *= d;
+  }
+  uint64_t bytes = static_cast<uint64_t>(numel) * at::elementSize(dtype);
+  const uint8_t* p = file->span(offset, bytes, what);
+  auto keep_alive = file;
+  return at::from_blob(const_cast<uint8_t*>(p), shape, [keep_alive](void*) {},
+                       at::TensorOptions().dtype(dtype));
+}
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
+  namespace fs = std::filesystem;
+  fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::random_device rd;
+  fs::path tmp = dir / fmt::format(".{}.tmp-{:x}", path.filename().string(), rd());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail("{}: cannot create temporary file {}", path.string(), tmp.string());
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      out.close();
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      fail("{}: write failed (disk full?) after {} bytes", path.string(), bytes.size());
+    }
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    fail("{}: cannot rename temporary file into place: {}", path.string(), ec.message());
+  }
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open for reading", path.string());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::filesystem::path data_root() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("KICK_DATA"); env && *env) {
+    if (!fs::is_directory(env)) fail("KICK_DATA={}: not a directory", env);
+    return fs::path(env);
+  }
+  const fs::path candidates[] = {fs::path("..") / "shared" / "data",
+                                 fs::path(KICK_SOURCE_DIR) / ".." / "shared" / "data"};
+  for (const auto& c : candidates) {
+    if (fs::is_directory(c)) return fs::weakly_canonical(c);
+  }
+  fail("data root not found: set KICK_DATA (looked in ../shared/data and {})",
+       candidates[1].string());
+}
+
+std::filesystem::path data_path(const std::filesystem::path& relative) {
+  auto p = data_root() / relative;
+  if (!std::filesystem::exists(p)) fail("{}: not found under the data root (KICK_DATA)", p.string());
+  return p;
+}
+
+std::string shape_string(at::IntArrayRef shape) {
+  return fmt::format("[{}]", fmt::join(shape.begin(), shape.end(), ", "));
+}
+
+namespace {
+constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+constexpr uint64_t kFnvPrime = 1099511628211ull;
+uint64_t fnv1a64(uint64_t h, const uint8_t* p, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= kFnvPrime;
+  }
+  return h;
+}
+}  // namespace
+
+std::string fnv1a64_hex(std::string_view bytes) {
+  return fmt::format("{:016x}", fnv1a64(kFnvOffset, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+std::string content_hash(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  uint64_t h = kFnvOffset;
+  std::vector<fs::path> files;
+  if (fs::is_directory(path)) {
+    for (const auto& entry : fs::directory_iterator(path)) {
+      if (entry.is_regular_file()) files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(path);
+  }
+  for (const auto& file : files) {
+    const std::string name = file.filename().string();
+    h = fnv1a64(h, reinterpret_cast<const uint8_t*>(name.data()), name.size());
+    MappedFile mapped(file.string());
+    h = fnv1a64(h, mapped.data(), mapped.size());
+  }
+  return fmt::format("{:016x}", h);
+}
+
+void configure_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+}
+
+std::string git_revision() { return KICK_GIT_REVISION; }
+std::string version_string() { return fmt::format("{} (git {})", KICK_VERSION, KICK_GIT_REVISION); }
+
+at::Device parse_device(const std::string& name) {
+  if (name == "cpu") return at::Device(at::kCPU);
+  if (name.rfind("cuda", 0) == 0) {
+    at::Device d(at::kCPU);
+    try {
+      d = at::Device(name);
+    } catch (const std::exception&) {
+      fail("--device {}: expected cpu, cuda or cuda:N", name);
+    }
+    if (!at::hasCUDA()) fail("--device {}: this LibTorch build has no CUDA device available", name);
+    return d;
+  }
+  fail("--device {}: expected cpu, cuda or cuda:N", name);
+}
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32" || name == "f32") return at::kFloat;
+  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+  if (name == "fp16" || name == "float16" || name == "f16") return at::kHalf;
+  fail("--dtype {}: expected fp32, bf16 or fp16", name);
+}
+
+std::string dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "fp32";
+    case at::kBFloat16: return "bf16";
+    case at::kHalf: return "fp16";
+    default: return std::string(at::toString(dtype));
+  }
+}
+
+}  // namespace kick

@@ -1,0 +1,121 @@
+// kick/core.hpp: the bottom floor every module uses: the error type, memory-mapped files,
+// atomic file output, the data root (KICK_DATA), thread setup and the tool's version stamp.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace kick {
+
+using Tensor = at::Tensor;
+
+// Every library error is a kick::Error whose message is one line naming the file, field or tensor
+// and what was expected. Libraries throw; only main() and the bindings catch.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+template <typename... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+// A read-only view of a whole file, mapped copy-on-write so tensors built on it may be modified
+// in place without ever touching the file.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  const uint8_t* data() const { return data_; }
+  // Pointer to [offset, offset + length); throws naming the file and `what` when it runs past the end.
+  const uint8_t* span(uint64_t offset, uint64_t length, std::string_view what) const;
+
+ private:
+  std::string path_;
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+// A tensor that aliases [offset, offset + bytes) of a mapped file and keeps the mapping alive.
+Tensor tensor_from_mapping(const std::shared_ptr<MappedFile>& file, uint64_t offset,
+                           at::IntArrayRef shape, at::ScalarType dtype, std::string_view what);
+
+// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so readers
+// see either the old file or the complete new one.
+void write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
+
+// Reads a whole text or binary file; throws naming the path when it cannot.
+std::string read_file(const std::filesystem::path& path);
+
+// The data root: $KICK_DATA, else ../shared/data from the working directory, else ../shared/data
+// beside the source tree. Throws with the places it looked when none exists.
+std::filesystem::path data_root();
+// data_root() / relative, checked to exist.
+std::filesystem::path data_path(const std::filesystem::path& relative);
+
+// "[2, 3, 4]": shapes in error messages.
+std::string shape_string(at::IntArrayRef shape);
+
+// FNV-1a 64-bit hash (hex) of bytes, and of a file's contents or a folder's regular files (sorted by name,
+// names included): the content identity stamped into saved models and results.
+std::string fnv1a64_hex(std::string_view bytes);
+std::string content_hash(const std::filesystem::path& path);
+
+// Sets LibTorch's intra-op threads: n <= 0 means one per hardware core.
+void configure_threads(int n);
+
+// "0.1.0 (git abc123)": stamped into saved models and results.
+std::string version_string();
+std::string git_revision();
+
+// Parses "cpu", "cuda", "cuda:1"; throws on anything else or when CUDA is asked for but absent.
+at::Device parse_device(const std::string& name);
+// Parses "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16".
+at::ScalarType parse_dtype(const std::string& name);
+std::string dtype_name(at::ScalarType dtype);
+
+}  // namespace kick
+
+namespace kick {
+
+// Progress for long runs on stderr: "label done/total (pct) elapsed ETA". Redraws in place on a
+// terminal; elsewhere prints a line at most every few seconds and at the end.
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, std::string unit = "");
+  void update(int64_t done);
+  void finish();
+  double elapsed_seconds() const;
+
+ private:
+  std::string label_, unit_;
+  int64_t total_;
+  int64_t done_ = 0;
+  double start_;
+  double last_print_ = -1e9;
+  bool tty_;
+  bool finished_ = false;
+};
+
+// Seconds on a monotonic clock.
+double monotonic_seconds();
+// "1h02m", "3m05s", "12.3s".
+std::string format_duration(double seconds);
+
+// The folder for fetched models: $KICK_CACHE, else ~/.cache/kick.
+std::filesystem::path cache_root();
+
+}  // namespace kick

@@ -1,0 +1,301 @@
+// The LLaMA-family decoder: RMSNorm, rotary embeddings (HF rotate-half layout), grouped-query
+// attention over a preallocated KV cache, SwiGLU MLP, tied or untied head.
+#include <cmath>
+
+#include "kick/model.hpp"
+
+namespace kick {
+
+namespace {
+
+std::string layer_prefix(int64_t i) { return fmt::format("model.layers.{}.", i); }
+
+Tensor take(std::map<std::string, Tensor>& tensors, const std::string& name, const std::string& source) {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) fail("{}: missing tensor {}", source, name);
+  Tensor t = std::move(it->second);
+  tensors.erase(it);
+  return t;
+}
+
+Tensor place(const Tensor& t, const ModelOptions& options) {
+  return t.to(options.device, options.dtype).contiguous();
+}
+
+Tensor rotate_half(const Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// x: [B, heads, T, hd]; cos/sin: [B, T, hd] fp32.
+Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
+  auto c = cos.unsqueeze(1).to(x.scalar_type());
+  auto s = sin.unsqueeze(1).to(x.scalar_type());
+  return x * c + rotate_half(x) * s;
+}
+
+}  // namespace
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  auto xf = x.to(at::kFloat);
+  auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return (normed * weight.to(at::kFloat)).to(x.scalar_type());
+}
+
+// ---------------- KVCache ----------------
+
+KVCache::KVCache(const ModelConfig& config, int64_t batch, int64_t capacity, const ModelOptions& options)
+    : batch_(batch), capacity_(capacity) {
+  if (batch <= 0 || capacity <= 0) fail("KV cache: batch ({}) and capacity ({}) must be positive", batch, capacity);
+  auto opts = at::TensorOptions().device(options.device).dtype(options.dtype);
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    keys_.push_back(at::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, opts));
+    values_.push_back(at::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, opts));
+  }
+}
+
+void KVCache::truncate(int64_t length) {
+  if (length < 0 || length > length_) fail("KV cache: cannot truncate {} positions to {}", length_, length);
+  length_ = length;
+}
+
+void KVCache::copy_prefix_from(const KVCache& source, int64_t src_row, int64_t length) {
+  if (length > capacity_ || length > source.length_) fail("KV cache: prefix of {} does not fit", length);
+  for (size_t l = 0; l < keys_.size(); ++l) {
+    keys_[l].narrow(2, 0, length).copy_(source.keys_[l].narrow(0, src_row, 1).narrow(2, 0, length));
+    values_[l].narrow(2, 0, length).copy_(source.values_[l].narrow(0, src_row, 1).narrow(2, 0, length));
+  }
+  length_ = length;
+}
+
+std::pair<Tensor, Tensor> KVCache::append(int64_t layer, const Tensor& keys, const Tensor& values) {
+  int64_t t = keys.size(2);
+  if (length_ + t > capacity_) {
+    fail("KV cache: {} + {} positions exceed its capacity of {}", length_, t, capacity_);
+  }
+  auto& k = keys_.at(static_cast<size_t>(layer));
+  auto& v = values_.at(static_cast<size_t>(layer));
+  k.narrow(2, length_, t).copy_(keys);
+  v.narrow(2, length_, t).copy_(values);
+  return {k.narrow(2, 0, length_ + t), v.narrow(2, 0, length_ + t)};
+}
+
+void KVCache::advance(int64_t tokens) { length_ += tokens; }
+
+// ---------------- DecoderLayer ----------------
+
+DecoderLayer::DecoderLayer(int64_t index, const ModelConfig& config)
+    : index_(index),
+      num_heads_(config.num_heads),
+      num_kv_heads_(config.num_kv_heads),
+      head_dim_(config.head_dim),
+      eps_(config.rms_norm_eps) {}
+
+Tensor& DecoderLayer::linear(const std::string& name) {
+  return const_cast<Tensor&>(static_cast<const DecoderLayer&>(*this).linear(name));
+}
+
+const Tensor& DecoderLayer::linear(const std::string& name) const {
+  if (name == "self_attn.q_proj") return q_proj;
+  if (name == "self_attn.k_proj") return k_proj;
+  if (name == "self_attn.v_proj") return v_proj;
+  if (name == "self_attn.o_proj") return o_proj;
+  if (name == "mlp.gate_proj") return gate_proj;
+  if (name == "mlp.up_proj") return up_proj;
+  if (name == "mlp.down_proj") return down_proj;
+  fail("layer {}: no linear named '{}' (expected one of self_attn.q_proj/k_proj/v_proj/o_proj, "
+       "mlp.gate_proj/up_proj/down_proj)", index_, name);
+}
+
+Tensor DecoderLayer::attention(const Tensor& normed, const AttentionInputs& attn, KVCache* cache,
+                               const LinearInputHook& hook) const {
+  const int64_t b = normed.size(0), t = normed.size(1);
+  if (hook) {
+    hook(index_, "self_attn.q_proj", normed);
+    hook(index_, "self_attn.k_proj", normed);
+    hook(index_, "self_attn.v_proj", normed);
+  }
+  auto q = at::linear(normed, q_proj).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
+  auto k = at::linear(normed, k_proj).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  auto v = at::linear(normed, v_proj).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  q = apply_rotary(q, attn.cos, attn.sin);
+  k = apply_rotary(k, attn.cos, attn.sin);
+  if (cache) std::tie(k, v) = cache->append(index_, k, v);
+  const int64_t s = k.size(2);
+  const int64_t group = num_heads_ / num_kv_heads_;
+  // Grouped-query attention without copying K/V: fold the query heads of a group into the rows.
+  auto qg = q.reshape({b, num_kv_heads_, group * t, head_dim_});
+  auto scores = at::matmul(qg, k.transpose(-1, -2)).to(at::kFloat) * (1.0 / std::sqrt(double(head_dim_)));
+  scores = scores.view({b, num_kv_heads_, group, t, s});
+  if (attn.additive_mask.defined()) {
+    scores = scores + attn.additive_mask.view({b, 1, 1, t, s});
+  } else if (t > 1) {
+    auto causal = at::ones({t, s}, at::TensorOptions().dtype(at::kBool).device(scores.device()))
+                      .triu(s - t + 1);
+    scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
+  }
+  auto probs = at::softmax(scores, -1).to(v.scalar_type()).view({b, num_kv_heads_, group * t, s});
+  auto out = at::matmul(probs, v)
+                 .view({b, num_heads_, t, head_dim_})
+                 .transpose(1, 2)
+                 .reshape({b, t, num_heads_ * head_dim_});
+  if (hook) hook(index_, "self_attn.o_proj", out);
+  return at::linear(out, o_proj);
+}
+
+Tensor DecoderLayer::forward(const Tensor& hidden, const AttentionInputs& attn, KVCache* cache,
+                             const LinearInputHook& hook) const {
+  auto h = hidden + attention(rms_norm(hidden, input_norm, eps_), attn, cache, hook);
+  auto normed = rms_norm(h, post_attention_norm, eps_);
+  if (hook) {
+    hook(index_, "mlp.gate_proj", normed);
+    hook(index_, "mlp.up_proj", normed);
+  }
+  auto act = at::silu(at::linear(normed, gate_proj)) * at::linear(normed, up_proj);
+  if (hook) hook(index_, "mlp.down_proj", act);
+  return h + at::linear(act, down_proj);
+}
+
+// ---------------- Model ----------------
+
+Model::Model(Checkpoint ckpt, const ModelOptions& options)
+    : config_(ckpt.config),
+      options_(options),
+      vocab_(std::move(ckpt.vocab)),
+      metadata_(std::move(ckpt.metadata)),
+      source_(ckpt.source),
+      format_(ckpt.format) {
+  config_.validate(source_);
+  tokenizer_ = std::shared_ptr<Tokenizer>(make_tokenizer(vocab_).release());
+  auto& tensors = ckpt.tensors;
+  embed_tokens_ = place(take(tensors, "model.embed_tokens.weight", source_), options);
+  final_norm_ = place(take(tensors, "model.norm.weight", source_), options);
+  if (config_.tie_word_embeddings) {
+    lm_head_ = embed_tokens_;
+    tensors.erase("lm_head.weight");
+  } else {
+    lm_head_ = place(take(tensors, "lm_head.weight", source_), options);
+  }
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    DecoderLayer layer(i, config_);
+    const auto prefix = layer_prefix(i);
+    layer.input_norm = place(take(tensors, prefix + "input_layernorm.weight", source_), options);
+    layer.post_attention_norm = place(take(tensors, prefix + "post_attention_layernorm.weight", source_), options);
+    for (const char* name : kLinearNames) {
+      layer.linear(name) = place(take(tensors, prefix + name + ".weight", source_), options);
+    }
+    layers_.push_back(std::move(layer));
+  }
+  inv_freq_ = 1.0 / at::pow(config_.rope_theta,
+                            at::arange(0, config_.head_dim, 2, at::TensorOptions().dtype(at::kDouble)) /
+                                double(config_.head_dim));
+  inv_freq_ = inv_freq_.to(at::kFloat).to(options.device);
+}
+
+Model Model::load(const std::string& path, const ModelOptions& options, const LoadOptions& load_options) {
+  return Model(load_checkpoint(path, load_options), options);
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = embed_tokens_.numel() + final_norm_.numel();
+  if (!config_.tie_word_embeddings) n += lm_head_.numel();
+  for (const auto& l : layers_) {
+    n += l.input_norm.numel() + l.post_attention_norm.numel();
+    for (const char* name : kLinearNames) n += l.linear(name).numel();
+  }
+  return n;
+}
+
+Tensor Model::embed(const Tensor& token_ids) const {
+  return at::embedding(embed_tokens_, token_ids.to(options_.device, at::kLong));
+}
+
+Tensor Model::head(const Tensor& hidden) const {
+  return at::linear(rms_norm(hidden, final_norm_, config_.rms_norm_eps), lm_head_).to(at::kFloat);
+}
+
+AttentionInputs Model::attention_inputs(int64_t batch, int64_t new_tokens, int64_t past_length,
+                                        const Tensor& attention_mask) const {
+  AttentionInputs inputs;
+  inputs.past_length = past_length;
+  const int64_t total = past_length + new_tokens;
+  auto long_opts = at::TensorOptions().dtype(at::kLong).device(options_.device);
+  Tensor positions;
+  if (attention_mask.defined()) {
+    if (attention_mask.dim() != 2 || attention_mask.size(0) != batch || attention_mask.size(1) != total) {
+      fail("attention mask: expected shape [{}, {}], got {}", batch, total, shape_string(attention_mask.sizes()));
+    }
+    auto mask = attention_mask.to(options_.device, at::kLong);
+    positions = (mask.cumsum(1) - 1).clamp_min(0).narrow(1, past_length, new_tokens);
+    // A query may see a key when it is not in the future and is a real token; every query sees itself
+    // so that padding rows never softmax over nothing.
+    auto q_index = at::arange(past_length, total, long_opts).view({1, new_tokens, 1});
+    auto k_index = at::arange(0, total, long_opts).view({1, 1, total});
+    auto allowed = (k_index <= q_index) & (mask.view({batch, 1, total}) > 0);
+    allowed = allowed | (k_index == q_index);
+    auto additive = at::zeros({batch, new_tokens, total},
+                              at::TensorOptions().dtype(at::kFloat).device(options_.device));
+    additive.masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+    inputs.additive_mask = additive.unsqueeze(1);
+  } else {
+    positions = at::arange(past_length, total, long_opts).view({1, new_tokens}).expand({batch, new_tokens});
+  }
+  if (total > config_.max_position) {
+    fail("{}: sequence of {} tokens exceeds the model's context of {}", source_, total, config_.max_position);
+  }
+  auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
+  auto emb = at::cat({freqs, freqs}, -1);
+  inputs.cos = emb.cos();
+  inputs.sin = emb.sin();
+  return inputs;
+}
+
+Tensor Model::forward_hidden(const Tensor& token_ids, KVCache* cache, const Tensor& attention_mask) const {
+  at::NoGradGuard no_grad;
+  if (token_ids.dim() != 2) fail("forward: token ids must be [batch, tokens], got {}", shape_string(token_ids.sizes()));
+  const int64_t b = token_ids.size(0), t = token_ids.size(1);
+  const int64_t past = cache ? cache->length() : 0;
+  if (cache && cache->batch() != b) fail("forward: batch {} does not match the KV cache's {}", b, cache->batch());
+  auto inputs = attention_inputs(b, t, past, attention_mask);
+  auto hidden = embed(token_ids);
+  for (const auto& layer : layers_) hidden = layer.forward(hidden, inputs, cache);
+  if (cache) cache->advance(t);
+  return hidden;
+}
+
+Tensor Model::forward(const Tensor& token_ids, KVCache* cache, const Tensor& attention_mask) const {
+  at::NoGradGuard no_grad;
+  return head(forward_hidden(token_ids, cache, attention_mask));
+}
+
+Tensor Model::forward_last(const Tensor& token_ids, KVCache* cache, const Tensor& attention_mask) const {
+  at::NoGradGuard no_grad;
+  auto hidden = forward_hidden(token_ids, cache, attention_mask);
+  return head(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1);
+}
+
+KVCache Model::make_cache(int64_t batch, int64_t capacity) const {
+  return KVCache(config_, batch, std::min(capacity, config_.max_position), options_);
+}
+
+Checkpoint Model::to_checkpoint() const {
+  Checkpoint ckpt;
+  ckpt.config = config_;
+  ckpt.vocab = vocab_;
+  ckpt.metadata = metadata_;
+  ckpt.source = source_;
+  ckpt.format = format_;
+  auto cpu = [](const Tensor& t) { return t.to(at::kCPU).contiguous(); };
+  ckpt.tensors["model.embed_tokens.weight"] = cpu(embed_tokens_);
+  ckpt.tensors["model.norm.weight"] = cpu(final_norm_);
+  if (!config_.tie_word_embeddings) ckpt.tensors["lm_head.weight"] = cpu(lm_head_);
+  for (const auto& layer : layers_) {
+    const auto prefix = layer_prefix(layer.index());
+    ckpt.tensors[prefix + "input_layernorm.weight"] = cpu(layer.input_norm);
+    ckpt.tensors[prefix + "post_attention_layernorm.weight"] = cpu(layer.post_attention_norm);
+    for (const char* name : kLinearNames) ckpt.tensors[prefix + name + ".weight"] = cpu(layer.linear(name));
+  }
+  return ckpt;
+}
+
+}  // namespace kick

@@ -1,0 +1,128 @@
+// Batched text generation: left-padded prompts, one preallocated KV cache, greedy or temperature /
+// top-p sampling with a per-row seeded generator, EOS and stop strings per row.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+
+#include "kick/model.hpp"
+
+namespace kick {
+
+namespace {
+
+// Picks the next token of one row from its fp32 logits [V] on the CPU.
+int32_t sample_token(const Tensor& logits, const SamplingOptions& options, at::Generator& generator) {
+  if (options.temperature <= 0.0) return static_cast<int32_t>(logits.argmax().item<int64_t>());
+  auto probs = at::softmax(logits / options.temperature, -1);
+  if (options.top_p < 1.0) {
+    auto sorted = probs.sort(/*dim=*/-1, /*descending=*/true);
+    auto sorted_probs = std::get<0>(sorted);
+    auto sorted_index = std::get<1>(sorted);
+    // Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+    auto outside = (sorted_probs.cumsum(-1) - sorted_probs) > options.top_p;
+    sorted_probs = sorted_probs.masked_fill(outside, 0.0);
+    auto pick = at::multinomial(sorted_probs, 1, /*replacement=*/false, generator);
+    return static_cast<int32_t>(sorted_index.index_select(0, pick).item<int64_t>());
+  }
+  return static_cast<int32_t>(at::multinomial(probs, 1, false, generator).item<int64_t>());
+}
+
+// Position of the first stop string in text at or after `from`, or npos.
+size_t find_stop(const std::string& text, const std::vector<std::string>& stops, size_t from) {
+  size_t best = std::string::npos;
+  for (const auto& s : stops) {
+    if (s.empty()) continue;
+    size_t start = from > s.size() ? from - s.size() : 0;
+    size_t at = text.find(s, start);
+    if (at != std::string::npos) best = std::min(best, at);
+  }
+  return best;
+}
+
+}  // namespace
+
+std::vector<Generation> generate(const Model& model, const std::vector<std::vector<int32_t>>& prompts,
+                                 const SamplingOptions& options, const TokenCallback& on_token) {
+  at::NoGradGuard no_grad;
+  const auto batch = static_cast<int64_t>(prompts.size());
+  std::vector<Generation> results(prompts.size());
+  if (batch == 0) return results;
+  if (options.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, got {}", options.max_new_tokens);
+  if (options.top_p <= 0.0 || options.top_p > 1.0) fail("generate: top_p must be in (0, 1], got {}", options.top_p);
+
+  int64_t longest = 0;
+  bool ragged = false;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    if (prompts[r].empty()) fail("generate: prompt {} is empty (encode with BOS or give some text)", r);
+    ragged = ragged || (r > 0 && prompts[r].size() != prompts[0].size());
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(prompts[r].size()));
+    results[r].prompt_tokens = static_cast<int64_t>(prompts[r].size());
+  }
+  const int64_t context = model.config().max_position;
+  if (longest >= context) fail("generate: prompt of {} tokens leaves no room in the context of {}", longest, context);
+  const int64_t budget = std::min(options.max_new_tokens, context - longest);
+  const int64_t capacity = longest + budget;
+  const int32_t pad = std::max<int32_t>(0, model.tokenizer().eos_id());
+  const int32_t eos = model.tokenizer().eos_id();
+
+  auto prompt_ids = at::full({batch, longest}, pad, at::TensorOptions().dtype(at::kLong));
+  auto mask = at::zeros({batch, capacity}, at::TensorOptions().dtype(at::kLong));
+  for (int64_t r = 0; r < batch; ++r) {
+    const auto& p = prompts[static_cast<size_t>(r)];
+    const int64_t offset = longest - static_cast<int64_t>(p.size());
+    auto row = prompt_ids.accessor<int64_t, 2>();
+    for (size_t i = 0; i < p.size(); ++i) row[r][offset + static_cast<int64_t>(i)] = p[i];
+    mask[r].narrow(0, offset, capacity - offset).fill_(1);
+  }
+  mask = mask.to(model.options().device);
+
+  std::vector<at::Generator> generators;
+  for (int64_t r = 0; r < batch; ++r) {
+    generators.push_back(at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(r)));
+  }
+  std::vector<bool> done(prompts.size(), budget == 0);
+  std::vector<size_t> emitted(prompts.size(), 0);
+  for (auto& g : results) g.finish_reason = "length";
+
+  auto cache = model.make_cache(batch, capacity);
+  auto step_ids = at::empty({batch, 1}, at::TensorOptions().dtype(at::kLong));
+  auto logits = model.forward_last(prompt_ids, &cache, ragged ? mask.narrow(1, 0, longest) : Tensor());
+  for (int64_t step = 0; step < budget; ++step) {
+    auto cpu_logits = logits.to(at::kCPU);
+    auto ids = step_ids.accessor<int64_t, 2>();
+    size_t active = 0;
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      if (done[r]) {
+        ids[static_cast<int64_t>(r)][0] = pad;
+        continue;
+      }
+      int32_t token = sample_token(cpu_logits[static_cast<int64_t>(r)], options, generators[r]);
+      ids[static_cast<int64_t>(r)][0] = token;
+      auto& g = results[r];
+      if (options.stop_at_eos && token == eos) {
+        g.finish_reason = "eos";
+        done[r] = true;
+        continue;
+      }
+      g.tokens.push_back(token);
+      g.text = model.tokenizer().decode(g.tokens);
+      size_t stop_at = find_stop(g.text, options.stop, emitted[r]);
+      if (stop_at != std::string::npos) {
+        g.text.resize(stop_at);
+        g.finish_reason = "stop";
+        done[r] = true;
+      }
+      if (on_token && g.text.size() > emitted[r]) {
+        if (!on_token(r, g.text.substr(emitted[r]))) done[r] = true;
+      }
+      emitted[r] = std::max(emitted[r], g.text.size());
+      if (!done[r]) ++active;
+    }
+    if (active == 0 || step + 1 == budget) break;
+    logits = model.forward_last(step_ids.to(model.options().device), &cache,
+                                ragged ? mask.narrow(1, 0, cache.length() + 1) : Tensor());
+  }
+  return results;
+}
+
+}  // namespace kick

@@ -1,0 +1,386 @@
+// [compress] tests: the algorithm cores of lib/compress against the plain-PyTorch twin
+// (tests/reference/compress_twin.py, fixtures in tests/fixtures/compress), their invariants (exact
+// sparsity, N:M groups, code ranges, error ordering, idempotence), Cholesky robustness and every
+// configuration rejection.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+
+#include "kick/compress.hpp"
+#include "test_helpers.hpp"
+
+namespace kc = kick::compress;
+using kick::Tensor;
+using Catch::Matchers::Contains;
+
+namespace {
+
+const nlohmann::json& fixture_index() {
+  static const nlohmann::json index =
+      nlohmann::json::parse(kick::read_file(kick::test::fixture("compress/index.json")));
+  return index;
+}
+
+Tensor load(const std::string& name) {
+  const auto& shape_json = fixture_index().at("tensors").at(name);
+  std::vector<int64_t> shape = shape_json.get<std::vector<int64_t>>();
+  std::string bytes = kick::read_file(kick::test::fixture("compress/" + name + ".bin"));
+  auto t = at::empty(shape, at::kFloat);
+  REQUIRE(static_cast<size_t>(t.numel()) * 4 == bytes.size());
+  std::memcpy(t.data_ptr<float>(), bytes.data(), bytes.size());
+  return t;
+}
+
+double scalar(const std::string& name) { return fixture_index().at("scalars").at(name).get<double>(); }
+
+double max_abs_diff(const Tensor& a, const Tensor& b) { return (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>(); }
+
+template <typename Fn>
+void require_error(Fn&& fn, std::vector<std::string> keywords) {
+  try {
+    fn();
+  } catch (const kick::Error& e) {
+    std::string message = e.what();
+    INFO(message);
+    CHECK(message.find('\n') == std::string::npos);
+    for (const auto& k : keywords) CHECK_THAT(message, Contains(k));
+    return;
+  }
+  FAIL("expected a kick::Error containing " << keywords.front());
+}
+
+kc::SparsityConfig ratio(double r) {
+  kc::SparsityConfig c;
+  c.ratio = r;
+  return c;
+}
+kc::SparsityConfig n_of_m(int64_t n, int64_t m) {
+  kc::SparsityConfig c;
+  c.n = n;
+  c.m = m;
+  return c;
+}
+
+// Every group of m consecutive columns of every row holds exactly n pruned entries.
+void require_n_of_m(const Tensor& mask, int64_t n, int64_t m) {
+  auto per_group = mask.reshape({mask.size(0), -1, m}).sum(-1);
+  CHECK((per_group == n).all().item<bool>());
+}
+
+}  // namespace
+
+TEST_CASE("InputStatistics matches the twin's running averages and skips non-finite tokens", "[compress]") {
+  auto X = load("X");
+  kc::InputStatistics stats(X.size(1));
+  // Batches of uneven size: the running average must not depend on them.
+  stats.add(X.narrow(0, 0, 100));
+  stats.add(X.narrow(0, 100, 156).reshape({2, 78, X.size(1)}));
+  CHECK(stats.tokens() == 256);
+  // Tolerance: accumulation order differs from the twin's batches of 64: 1e-5 relative to max |H|.
+  auto H = load("H");
+  CHECK(max_abs_diff(stats.hessian(), H) <= 1e-5 * H.abs().max().item<double>());
+  auto scaler = load("scaler");
+  CHECK(max_abs_diff(stats.squared_norms(), scaler) <= 1e-5 * scaler.max().item<double>());
+  CHECK(max_abs_diff(stats.mean_abs(), X.abs().mean(0)) <= 1e-5 * X.abs().mean(0).max().item<double>());
+
+  auto bad = X.narrow(0, 0, 4).clone();
+  bad[1][5] = NAN;
+  bad[3][0] = INFINITY;
+  kc::InputStatistics with_bad(X.size(1));
+  with_bad.add(bad);
+  CHECK(with_bad.nonfinite() == 2);
+  CHECK(with_bad.tokens() == 2);
+  CHECK(at::isfinite(with_bad.hessian()).all().item<bool>());
+
+  kc::InputStatistics no_hessian(X.size(1), false);
+  no_hessian.add(X);
+  require_error([&] { no_hessian.hessian(); }, {"hessian"});
+  require_error([&] { stats.add(at::zeros({3, 7})); }, {"InputStatistics::add", "[3, 7]", "128"});
+}
+
+TEST_CASE("magnitude and Wanda masks equal the twin's and have exact sparsity", "[compress]") {
+  auto W = load("W");
+  auto scaler = load("scaler");
+  // Scores have no ties on random data: exact equality of the pruned weights.
+  auto magnitude = kc::magnitude_prune(W, ratio(0.5));
+  CHECK(at::equal(magnitude.weight, load("magnitude_50")));
+  CHECK(magnitude.mask.sum().item<int64_t>() == W.numel() / 2);  // one global threshold
+  CHECK(magnitude.stats.sparsity == Approx(0.5));
+  auto magnitude_nm = kc::magnitude_prune(W, n_of_m(2, 4));
+  CHECK(at::equal(magnitude_nm.weight, load("magnitude_2of4")));
+  require_n_of_m(magnitude_nm.mask, 2, 4);
+
+  auto wanda = kc::wanda_prune(W, scaler, ratio(0.5));
+  CHECK(at::equal(wanda.weight, load("wanda_50")));
+  CHECK((wanda.mask.sum(1) == W.size(1) / 2).all().item<bool>());  // per row
+  auto wanda_nm = kc::wanda_prune(W, scaler, n_of_m(2, 4));
+  CHECK(at::equal(wanda_nm.weight, load("wanda_2of4")));
+  require_n_of_m(wanda_nm.mask, 2, 4);
+
+  auto per_row = kc::magnitude_prune(W, ratio(0.3), true);
+  CHECK((per_row.mask.sum(1) == static_cast<int64_t>(W.size(1) * 0.3)).all().item<bool>());
+  auto global = kc::prune_mask(W.abs(), ratio(0.3), false);
+  CHECK(global.sum().item<int64_t>() == static_cast<int64_t>(W.numel() * 0.3));
+  CHECK(kc::prune_mask(W.abs(), ratio(0), true).sum().item<int64_t>() == 0);
+}
+
+TEST_CASE("SparseGPT matches the twin, keeps exact per-block sparsity and beats Wanda and magnitude", "[compress]") {
+  auto W = load("W");
+  auto H = load("H");
+  const double scale = W.abs().max().item<double>();
+  struct Case {
+    std::string name;
+    kc::SparseGptConfig config;
+  };
+  std::vector<Case> cases(3);
+  cases[0].name = "sparsegpt_50";
+  cases[0].config.sparsity = ratio(0.5);
+  cases[1].name = "sparsegpt_2of4";
+  cases[1].config.sparsity = n_of_m(2, 4);
+  cases[2].name = "sparsegpt_50_q4";
+  cases[2].config.sparsity = ratio(0.5);
+  cases[2].config.quantize = kc::QuantizerConfig{4, -1, false};
+  for (auto& c : cases) {
+    c.config.blocksize = 48;
+    INFO(c.name);
+    auto result = kc::sparsegpt_prune(W, H, c.config);
+    auto expected = load(c.name);
+    // Same operations in the same order as the twin: 1e-5 of max |W| absorbs threading differences in
+    // the block matmuls; the pruned positions must be identical.
+    CHECK(max_abs_diff(result.weight, expected) <= 1e-5 * scale);
+    CHECK(at::equal(result.weight == 0, expected == 0));
+    CHECK(result.stats.error == Approx(scalar(c.name + "_loss")).epsilon(1e-4));
+    CHECK(result.stats.cholesky_retries == 0);
+    CHECK(result.stats.damping == Approx(0.01));
+    // Quantization may round small survivors to zero too, so only "pruned => zero" holds in general.
+    CHECK(at::equal(result.mask, result.mask & (result.weight == 0)));
+    if (!c.config.quantize) CHECK(at::equal(result.mask, result.weight == 0));
+    if (c.config.sparsity.structured()) {
+      require_n_of_m(result.mask, 2, 4);
+    } else {
+      for (int64_t i1 = 0; i1 < W.size(1); i1 += 48) {
+        const int64_t width = std::min<int64_t>(48, W.size(1) - i1);
+        CHECK(result.mask.narrow(1, i1, width).sum().item<int64_t>() == W.size(0) * width / 2);
+      }
+    }
+  }
+
+  // Outlier input channels: the second-order and activation-aware methods must do better.
+  for (const auto& sparsity : {ratio(0.5), n_of_m(2, 4)}) {
+    INFO(sparsity.describe());
+    kc::SparseGptConfig config;
+    config.sparsity = sparsity;
+    const double sparsegpt = kc::output_error(W, kc::sparsegpt_prune(W, H, config).weight, H);
+    const double wanda = kc::output_error(W, kc::wanda_prune(W, load("scaler"), sparsity).weight, H);
+    const double magnitude = kc::output_error(W, kc::magnitude_prune(W, sparsity).weight, H);
+    WARN("output error " << sparsity.describe() << ": sparsegpt " << sparsegpt << " wanda " << wanda
+                         << " magnitude " << magnitude);
+    CHECK(sparsegpt < wanda);
+    CHECK(wanda < magnitude);
+  }
+}
+
+TEST_CASE("RTN and GPTQ match the twin; codes stay in range and GPTQ beats RTN", "[compress]") {
+  auto W = load("W");
+  auto H = load("H");
+  const double scale = W.abs().max().item<double>();
+  for (bool symmetric : {false, true}) {
+    for (int64_t group : {int64_t{-1}, int64_t{32}}) {
+      kc::QuantizerConfig quant{4, group, symmetric};
+      auto name = fmt::format("rtn_b4_g{}_{}", group, symmetric ? "sym" : "asym");
+      INFO(name);
+      auto rtn = kc::rtn_quantize(W, quant);
+      CHECK(max_abs_diff(rtn.weight, load(name)) <= 1e-6 * scale);  // elementwise only: exact up to division rounding
+      CHECK(at::equal(rtn.packed.dequantize(), rtn.weight));
+    }
+  }
+  struct Case {
+    bool symmetric;
+    int64_t group;
+    bool act_order, static_groups;
+  };
+  for (const auto& c : std::vector<Case>{{false, -1, false, false}, {true, -1, false, false}, {false, 32, false, false},
+                                         {true, 32, false, false}, {false, 32, true, false}, {false, -1, true, false},
+                                         {false, 32, false, true}, {true, 32, true, true}}) {
+    auto name = fmt::format("gptq_b4_g{}_{}{}{}", c.group, c.symmetric ? "sym" : "asym", c.act_order ? "_act" : "",
+                            c.static_groups ? "_static" : "");
+    INFO(name);
+    kc::GptqConfig config;
+    config.quant = {4, c.group, c.symmetric};
+    config.blocksize = 48;
+    config.act_order = c.act_order;
+    config.static_groups = c.static_groups;
+    auto result = kc::gptq_quantize(W, H, config);
+    auto expected = load(name);
+    // Sequential error feedback: a rounding tie could flip one code; on these fixtures none does, and
+    // 1e-5 of max |W| allows only accumulation-order noise.
+    CHECK(max_abs_diff(result.weight, expected) <= 1e-5 * scale);
+    CHECK(result.stats.error == Approx(scalar(name + "_loss")).epsilon(1e-4));
+    const auto& packed = result.packed;
+    CHECK(at::equal(packed.dequantize(), result.weight));
+    CHECK(packed.codes.scalar_type() == at::kByte);
+    CHECK(packed.codes.max().item<int64_t>() <= 15);
+    const int64_t groups = c.group > 0 ? W.size(1) / c.group : 1;
+    CHECK(packed.scales.sizes() == at::IntArrayRef({W.size(0), groups}));
+    CHECK(packed.g_idx.bincount().eq(W.size(1) / groups).all().item<bool>());
+    // At most 2^bits distinct values per (row, group).
+    auto values = result.weight;
+    auto g_idx = packed.g_idx.to(at::kLong);
+    for (int64_t g = 0; g < groups; ++g) {
+      auto columns = values.index_select(1, (g_idx == g).nonzero().flatten());
+      for (int64_t r = 0; r < W.size(0); r += 13) CHECK(std::get<0>(at::_unique(columns[r])).numel() <= 16);
+    }
+    const double gptq_error = kc::output_error(W, result.weight, H);
+    const double rtn_error = kc::output_error(W, kc::rtn_quantize(W, config.quant).weight, H);
+    WARN(name << ": output error gptq " << gptq_error << " rtn " << rtn_error);
+    CHECK(gptq_error <= rtn_error);
+  }
+}
+
+TEST_CASE("quantize -> dequantize -> quantize is idempotent", "[compress]") {
+  auto W = load("W");
+  for (int bits : {2, 3, 4, 8}) {
+    for (int64_t group : {int64_t{-1}, int64_t{16}}) {
+      INFO("bits " << bits << " group " << group);
+      kc::QuantizerConfig quant{bits, group, false};
+      auto first = kc::rtn_quantize(W, quant);
+      auto second = kc::rtn_quantize(first.weight, quant);
+      CHECK(at::equal(first.packed.codes, second.packed.codes));
+      CHECK(max_abs_diff(first.weight, second.weight) <= 1e-6 * W.abs().max().item<double>());
+      CHECK(first.packed.codes.max().item<int64_t>() <= (1 << bits) - 1);
+    }
+  }
+  // Symmetric: the grid (zero at (maxq + 1) / 2) is not closed under re-estimation, so requantize with the
+  // same scales and zeros: the codes must come back unchanged.
+  auto sym = kc::rtn_quantize(W, {4, 32, true});
+  auto index = sym.packed.g_idx.to(at::kLong);
+  auto s = sym.packed.scales.index_select(1, index), z = sym.packed.zeros.index_select(1, index);
+  auto codes = at::clamp(at::round(sym.packed.dequantize() / s) + z, 0, 15);
+  CHECK(at::equal(codes.to(at::kByte), sym.packed.codes));
+}
+
+TEST_CASE("AWQ scale and clip searches match the twin", "[compress]") {
+  auto W = load("W"), W2 = load("W2"), X = load("X");
+  kc::AwqConfig config;
+  config.quant = {4, 32, false};
+  auto scaled = kc::awq_search_scales({W, W2}, X, config);
+  CHECK(scaled.best_alpha == Approx(scalar("awq_best_alpha")));
+  // The twin uses pseudo_quantize_tensor; kick's grid agrees on zero-straddling groups: 1e-5 relative.
+  CHECK(max_abs_diff(scaled.scales, load("awq_scales")) <= 1e-5 * load("awq_scales").max().item<double>());
+  CHECK(scaled.error == Approx(scalar("awq_error")).epsilon(1e-4));
+  CHECK(scaled.error_at_1 == Approx(scalar("awq_error_at_1")).epsilon(1e-4));
+  CHECK(scaled.error <= scaled.error_at_1);
+  WARN("awq output mse: best " << scaled.error << " (alpha " << scaled.best_alpha << ") unscaled " << scaled.error_at_1);
+
+  config.clip_samples = 64;
+  auto clip = kc::awq_search_clip(W, X, config);
+  CHECK(max_abs_diff(clip, load("awq_clip")) <= 1e-6 * W.abs().max().item<double>());
+  auto quantized = kc::awq_quantize(W, clip, config.quant);
+  CHECK(max_abs_diff(quantized.weight, load("awq_quantized")) <= 1e-6 * W.abs().max().item<double>());
+  CHECK(at::equal(quantized.packed.dequantize(), quantized.weight));
+  // Clipping only ever helps the sampled output error relative to no clipping.
+  auto plain = kc::awq_quantize(W, Tensor(), config.quant);
+  auto out = at::matmul(X, W.t());
+  auto mse = [&](const Tensor& q) { return (out - at::matmul(X, q.t())).pow(2).mean().item<double>(); };
+  CHECK(mse(quantized.weight) <= mse(plain.weight) * 1.0001);
+}
+
+TEST_CASE("a singular or indefinite Hessian is survived with the retries recorded", "[compress]") {
+  auto W = load("W");
+  const int64_t in = W.size(1);
+  kc::GptqConfig gptq;
+  gptq.quant = {4, -1, false};
+  gptq.percdamp = 0;
+  kc::SparseGptConfig sparsegpt;
+  sparsegpt.percdamp = 0;
+
+  // Rank one and undamped: the first factorization fails.
+  auto v = at::linspace(1, 2, in).reshape({-1, 1});
+  auto rank_one = at::matmul(v, v.t());
+  auto q = kc::gptq_quantize(W, rank_one, gptq);
+  CHECK(q.stats.cholesky_retries >= 1);
+  CHECK(q.stats.damping > 0);
+  CHECK(at::isfinite(q.weight).all().item<bool>());
+  auto p = kc::sparsegpt_prune(W, rank_one, sparsegpt);
+  CHECK(p.stats.cholesky_retries >= 1);
+  CHECK(at::isfinite(p.weight).all().item<bool>());
+
+  // Indefinite beyond what the damping schedule (up to 100x) can repair: the diagonal fallback runs.
+  auto indefinite = -1000 * at::eye(in);
+  auto r = kc::gptq_quantize(W, indefinite, gptq);
+  CHECK(r.stats.cholesky_retries == 5);
+  CHECK(at::isfinite(r.weight).all().item<bool>());
+
+  // Non-finite entries, and dead columns (zero diagonal) whose weights are zeroed.
+  auto H = load("H").clone();
+  H[0][1] = NAN;
+  CHECK(at::isfinite(kc::sparsegpt_prune(W, H, sparsegpt).weight).all().item<bool>());
+  auto dead = load("H").clone();
+  dead.index_put_({5}, 0);
+  dead.index_put_({at::indexing::Slice(), 5}, 0);
+  auto d = kc::gptq_quantize(W, dead, kc::GptqConfig{});
+  CHECK(d.stats.cholesky_retries == 0);
+  CHECK((d.weight.select(1, 5) == 0).all().item<bool>());
+}
+
+TEST_CASE("bf16 weights are solved in fp32 and returned as bf16", "[compress]") {
+  auto W = load("W").to(at::kBFloat16);
+  auto H = load("H");
+  kc::SparseGptConfig config;
+  auto pruned = kc::sparsegpt_prune(W, H, config);
+  CHECK(pruned.weight.scalar_type() == at::kBFloat16);
+  CHECK(pruned.stats.sparsity >= 0.5);
+  auto quantized = kc::gptq_quantize(W, H, kc::GptqConfig{});
+  CHECK(quantized.weight.scalar_type() == at::kBFloat16);
+  CHECK(quantized.packed.scales.scalar_type() == at::kFloat);
+  CHECK(kc::wanda_prune(W, load("scaler"), ratio(0.5)).weight.scalar_type() == at::kBFloat16);
+}
+
+TEST_CASE("bad compression configs are rejected with one-line errors", "[compress]") {
+  auto W = load("W");
+  auto H = load("H");
+  require_error([&] { kc::magnitude_prune(W, ratio(1.0)); }, {"ratio", "[0, 1)"});
+  require_error([&] { kc::magnitude_prune(W, ratio(-0.1)); }, {"ratio", "[0, 1)"});
+  require_error([&] { kc::wanda_prune(W, load("scaler"), n_of_m(4, 4)); }, {"n:m", "4:4", "n < m"});
+  require_error([&] { kc::wanda_prune(W, load("scaler"), n_of_m(0, 4)); }, {"sparsity n", ">= 1"});
+  require_error([&] { kc::magnitude_prune(W, n_of_m(2, 3)); }, {"m = 3", "divide", "128"});
+  require_error([&] { kc::rtn_quantize(W, {1, -1, false}); }, {"bits", "2..8"});
+  require_error([&] { kc::rtn_quantize(W, {9, -1, false}); }, {"bits", "2..8"});
+  require_error([&] { kc::rtn_quantize(W, {4, 48, false}); }, {"group_size = 48", "divide", "128"});
+  require_error([&] { kc::rtn_quantize(W, {4, 0, false}); }, {"group_size = 0"});
+  require_error([&] { kc::gptq_quantize(W, H.narrow(0, 0, 64), kc::GptqConfig{}); }, {"gptq_quantize", "hessian", "[64, 128]", "[128, 128]"});
+  require_error([&] { kc::sparsegpt_prune(W, at::zeros({3, 3}), kc::SparseGptConfig{}); }, {"sparsegpt_prune", "hessian"});
+  kc::SparseGptConfig bad_block;
+  bad_block.sparsity = n_of_m(2, 4);
+  bad_block.blocksize = 30;
+  require_error([&] { kc::sparsegpt_prune(W, H, bad_block); }, {"blocksize = 30", "m = 4"});
+  kc::GptqConfig bad_damp;
+  bad_damp.percdamp = -1;
+  require_error([&] { kc::gptq_quantize(W, H, bad_damp); }, {"percdamp", ">= 0"});
+  require_error([&] { kc::wanda_prune(W, at::ones({7}), ratio(0.5)); }, {"squared_norms", "[7]", "128"});
+  require_error([&] { kc::magnitude_prune(at::ones({4}), ratio(0.5)); }, {"magnitude_prune", "2-D"});
+  kc::AwqConfig awq;
+  awq.quant = {4, 128, false};
+  require_error([&] { kc::awq_search_scales({W}, at::ones({5, 64}), awq); }, {"x_sample", "[5, 64]", "128"});
+  awq.max_shrink = 1.5;
+  require_error([&] { kc::awq_search_clip(W, load("X"), awq); }, {"max_shrink", "[0, 1)"});
+  require_error([&] { kc::awq_quantize(W, at::ones({3, 3}), {4, 32, false}); }, {"clip_max", "[64, 4]"});
+  require_error([&] { kc::output_error(W, W.narrow(1, 0, 3), H); }, {"output_error", "[64, 3]"});
+}
+
+TEST_CASE("configs describe themselves and stats serialize", "[compress]") {
+  CHECK(ratio(0.5).describe() == "50%");
+  CHECK(ratio(0.625).describe() == "62.5%");
+  CHECK(n_of_m(2, 4).describe() == "2:4");
+  kc::LayerStats stats;
+  stats.sparsity = 0.5;
+  stats.cholesky_retries = 2;
+  auto j = stats.to_json();
+  CHECK(j.at("sparsity").get<double>() == 0.5);
+  CHECK(j.at("cholesky_retries").get<int64_t>() == 2);
+  CHECK(j.contains("damping"));
+  auto W = load("W");
+  CHECK(kc::output_error(W, W, load("H")) == 0);
+}
