@@ -119,7 +119,9 @@ nlohmann::json read_value(HeaderReader& in, uint32_t type, const std::string& ke
     }
     case kString: return in.string(what);
     case kArray: {
-      if (depth >= kMaxArrayNesting) fail("{}: metadata {} nests arrays more than {} deep", path, key, kMaxArrayNesting);
+      if (depth >= kMaxArrayNesting) {
+        fail("{}: metadata {} nests arrays more than {} deep", path, key, kMaxArrayNesting);
+      }
       const auto element_type = in.scalar<uint32_t>(what + " element type");
       const auto count = in.scalar<uint64_t>(what + " element count");
       if (element_type > kF64) fail("{}: metadata {} is an array of unknown value type {}", path, key, element_type);
@@ -340,7 +342,9 @@ class MetadataWriter {
   uint32_t value_type(const std::string& key, const nlohmann::json& value) const {
     if (value.is_array()) return kArray;
     if (is_u32_key(key)) {
-      if (!fits_u32(value)) fail("{}: metadata {} must be an unsigned 32-bit integer, got {}", path_, key, value.dump());
+      if (!fits_u32(value)) {
+        fail("{}: metadata {} must be an unsigned 32-bit integer, got {}", path_, key, value.dump());
+      }
       return kU32;
     }
     if (is_f32_key(key)) {
@@ -574,7 +578,8 @@ class KvReader {
     if (!has(key) && fallback) return *fallback;
     const auto& value = require(key);
     if (!value.is_number_integer()) fail("{}: GGUF key {} should be an integer, got {}", path_, key, value.dump());
-    if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    constexpr auto kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+    if (value.is_number_unsigned() && value.get<uint64_t>() > kInt64Max) {
       fail("{}: GGUF key {} is out of range: {}", path_, key, value.dump());
     }
     return value.get<int64_t>();
