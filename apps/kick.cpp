@@ -6,6 +6,8 @@
 #include "common.hpp"
 
 int main(int argc, char** argv) {
+  kick::ensure_passive_openmp_wait(argv);
+  kick::configure_allocator();
   CLI::App app{"kick: compress LLMs and measure what the compression cost"};
   app.require_subcommand(1);
   app.set_version_flag("--version", kick::version_string());

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -172,6 +173,34 @@ std::string content_hash(const std::filesystem::path& path) {
     h = fnv1a64(h, mapped.data(), mapped.size());
   }
   return fmt::format("{:016x}", h);
+}
+
+namespace {
+// True when the process has loaded a BLAS that runs its own thread pool beside OpenMP's (Debian's
+// OpenBLAS pthread build); MKL and OpenBLAS's OpenMP build share the OpenMP threads.
+bool blas_has_own_threads() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("openblas-pthread") != std::string::npos) return true;
+  }
+  return false;
+}
+}  // namespace
+
+void ensure_passive_openmp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || !blas_has_own_threads()) return;
+  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  ::execv("/proc/self/exe", argv);
+  // execv only returns on failure: run on with the active policy, slower but correct.
+}
+
+void configure_allocator() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+#endif
 }
 
 void configure_threads(int n) {

@@ -22,6 +22,18 @@ Tensor place(const Tensor& t, const ModelOptions& options) {
   return t.to(options.device, options.dtype).contiguous();
 }
 
+// x @ W^T. A single row (every decoding step) goes through matrix-vector: BLAS's M=1 GEMM path is about
+// 6x slower than its GEMV on this machine (fp32, 1536x576: 0.153 ms vs 0.024 ms).
+Tensor project(const Tensor& x, const Tensor& weight) {
+  const int64_t in = x.size(-1);
+  if (x.numel() == in) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = weight.size(0);
+    return at::mv(weight, x.reshape({in})).view(sizes);
+  }
+  return at::linear(x, weight);
+}
+
 Tensor rotate_half(const Tensor& x) {
   int64_t half = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -115,9 +127,9 @@ Tensor DecoderLayer::attention(const Tensor& normed, const AttentionInputs& attn
     hook(index_, "self_attn.k_proj", normed);
     hook(index_, "self_attn.v_proj", normed);
   }
-  auto q = at::linear(normed, q_proj).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
-  auto k = at::linear(normed, k_proj).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
-  auto v = at::linear(normed, v_proj).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  auto q = project(normed, q_proj).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
+  auto k = project(normed, k_proj).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  auto v = project(normed, v_proj).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
   q = apply_rotary(q, attn.cos, attn.sin);
   k = apply_rotary(k, attn.cos, attn.sin);
   if (cache) std::tie(k, v) = cache->append(index_, k, v);
@@ -140,7 +152,7 @@ Tensor DecoderLayer::attention(const Tensor& normed, const AttentionInputs& attn
                  .transpose(1, 2)
                  .reshape({b, t, num_heads_ * head_dim_});
   if (hook) hook(index_, "self_attn.o_proj", out);
-  return at::linear(out, o_proj);
+  return project(out, o_proj);
 }
 
 Tensor DecoderLayer::forward(const Tensor& hidden, const AttentionInputs& attn, KVCache* cache,
@@ -151,9 +163,9 @@ Tensor DecoderLayer::forward(const Tensor& hidden, const AttentionInputs& attn, 
     hook(index_, "mlp.gate_proj", normed);
     hook(index_, "mlp.up_proj", normed);
   }
-  auto act = at::silu(at::linear(normed, gate_proj)) * at::linear(normed, up_proj);
+  auto act = at::silu(project(normed, gate_proj)) * project(normed, up_proj);
   if (hook) hook(index_, "mlp.down_proj", act);
-  return h + at::linear(act, down_proj);
+  return h + project(act, down_proj);
 }
 
 // ---------------- Model ----------------
@@ -211,7 +223,7 @@ Tensor Model::embed(const Tensor& token_ids) const {
 }
 
 Tensor Model::head(const Tensor& hidden) const {
-  return at::linear(rms_norm(hidden, final_norm_, config_.rms_norm_eps), lm_head_).to(at::kFloat);
+  return project(rms_norm(hidden, final_norm_, config_.rms_norm_eps), lm_head_).to(at::kFloat);
 }
 
 AttentionInputs Model::attention_inputs(int64_t batch, int64_t new_tokens, int64_t past_length,

@@ -5,6 +5,8 @@
 #include "kick/core.hpp"
 
 int main(int argc, char* argv[]) {
+  kick::ensure_passive_openmp_wait(argv);
+  kick::configure_allocator();
   kick::configure_threads(2);
   return Catch::Session().run(argc, argv);
 }

@@ -72,7 +72,9 @@ TEST_CASE("KV-cached decoding gives the full forward's logits", "[model]") {
   CHECK((first - full.narrow(0, 0, 4)).abs().max().item<double>() < 1e-5);
   for (size_t i = 4; i < tokens.size(); ++i) {
     auto step = model.forward_last(ids_tensor({tokens[i]}), &cache).squeeze(0);
-    CHECK((step - full[static_cast<int64_t>(i)]).abs().max().item<double>() < 1e-5);
+    // Single-row steps go through matrix-vector products, the full pass through GEMM: the two sum in
+    // different orders, so fp32 logits of magnitude ~10 differ by a few ulps (seen: 1.1e-5).
+    CHECK((step - full[static_cast<int64_t>(i)]).abs().max().item<double>() < 1e-4);
   }
   CHECK(cache.length() == static_cast<int64_t>(tokens.size()));
 }

@@ -74,6 +74,19 @@ std::string shape_string(at::IntArrayRef shape);
 std::string fnv1a64_hex(std::string_view bytes);
 std::string content_hash(const std::filesystem::path& path);
 
+// Keeps large freed blocks in the process instead of returning them to the kernel (glibc mallopt).
+// LibTorch allocates activations of hundreds of MB per layer; by default glibc maps and unmaps each,
+// and the page faults cost as much CPU as the arithmetic (measured: 165 -> 293 tokens/s prefill).
+void configure_allocator();
+
+// LibTorch's elementwise ops run on OpenMP threads. Debian's OpenBLAS pthread build runs fp32 GEMMs on
+// its own threads, and libgomp's default spin-wait then takes the cores from it (measured: SmolLM2 prefill
+// 298 -> 883 tokens/s with a passive wait; OpenBLAS's OpenMP build, which scripts/setup.sh selects, gives
+// 1018 with the default wait). libgomp reads OMP_WAIT_POLICY only when it loads, so when the pthread BLAS
+// is loaded and the variable is unset this sets it to passive and re-executes the program (once); it
+// returns at once otherwise. Call first thing in main().
+void ensure_passive_openmp_wait(char** argv);
+
 // Sets LibTorch's intra-op threads: n <= 0 means one per hardware core.
 void configure_threads(int n);
 
