@@ -108,7 +108,7 @@ void register_compress(CLI::App& app) {
   struct Args {
     ModelArgs model;
     StageArgs stage;
-    std::string recipe, out;
+    std::string recipe, out, save_calibration;
     compress::CalibrationConfig calibration;
     bool overwrite = false, packed = false;
     int64_t forward_batch = 8;
@@ -137,6 +137,8 @@ void register_compress(CLI::App& app) {
   cmd->add_option("--nsamples", args->calibration.nsamples, "calibration windows")->capture_default_str();
   cmd->add_option("--seqlen", args->calibration.seqlen, "calibration window length (default: min(2048, context))");
   cmd->add_option("--seed", args->calibration.seed, "calibration sampling seed")->capture_default_str();
+  cmd->add_option("--save-calibration", args->save_calibration,
+                  "also write the calibration token windows (input_ids, int64 [nsamples, seqlen]) to this safetensors file");
   cmd->add_option("--forward-batch", args->forward_batch, "calibration windows per layer forward")->capture_default_str();
   cmd->add_option("-o,--out", args->out, "output folder (refused if it exists, unless --overwrite)")->required();
   cmd->add_flag("--overwrite", args->overwrite, "replace an existing output folder");
@@ -191,6 +193,12 @@ void register_compress(CLI::App& app) {
       std::fprintf(stderr, "kick: calibration %s: %lld windows x %lld tokens from %lld (%s)\n", calibration->source.c_str(),
                    (long long)config.nsamples, (long long)config.seqlen, (long long)calibration->corpus_tokens,
                    format_duration(monotonic_seconds() - t0).c_str());
+      if (!args->save_calibration.empty()) {
+        write_safetensors(args->save_calibration, {{"input_ids", calibration->windows}},
+                          {{"source", calibration->source},
+                           {"content_hash_fnv1a64", calibration->content_hash},
+                           {"seed", std::to_string(calibration->seed)}});
+      }
     }
     std::vector<compress::CompressionReport> reports;
     std::map<std::string, compress::QuantizedWeight> packed;

@@ -48,6 +48,7 @@ void register_generate(CLI::App& app) {
     });
     const double seconds = monotonic_seconds() - start;
     std::printf("\n");
+    std::fflush(stdout);
     std::fprintf(stderr, "kick: %zu prompt tokens, %zu generated (%s) in %s, %.1f tokens/s\n", ids.size(),
                  result[0].tokens.size(), result[0].finish_reason.c_str(), format_duration(seconds).c_str(),
                  double(result[0].tokens.size()) / std::max(seconds, 1e-9));

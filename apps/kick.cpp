@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   kick::app::register_perplexity(app);
   kick::app::register_bench(app);
   kick::app::register_compress(app);
+  kick::app::register_convert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -73,7 +73,8 @@ nlohmann::json CalibrationData::to_json() const {
           {"content_hash_fnv1a64", content_hash},
           {"nsamples", windows.defined() ? windows.size(0) : 0},
           {"seqlen", windows.defined() ? windows.size(1) : 0},
-          {"corpus_tokens", corpus_tokens}};
+          {"corpus_tokens", corpus_tokens},
+          {"seed", seed}};
 }
 
 CalibrationData load_calibration(const Tokenizer& tokenizer, const CalibrationConfig& config) {
@@ -92,6 +93,7 @@ CalibrationData load_calibration(const Tokenizer& tokenizer, const CalibrationCo
   data.source = path.string();
   data.content_hash = fnv1a64_hex(bytes);
   data.corpus_tokens = available;
+  data.seed = config.seed;
   data.windows = at::empty({config.nsamples, config.seqlen}, at::TensorOptions().dtype(at::kLong));
   auto windows = data.windows.accessor<int64_t, 2>();
   // mt19937_64 is specified exactly by the standard (distributions are not), so the windows are the

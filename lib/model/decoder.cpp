@@ -1,6 +1,7 @@
 // The LLaMA-family decoder: RMSNorm, rotary embeddings (HF rotate-half layout), grouped-query
 // attention over a preallocated KV cache, SwiGLU MLP, tied or untied head.
 #include <cmath>
+#include <limits>
 
 #include "kick/model.hpp"
 
@@ -33,6 +34,44 @@ Tensor project(const Tensor& x, const Tensor& weight) {
   }
   return at::linear(x, weight);
 }
+
+// Query rows per attention block: a block's scores (heads x rows x keys, fp32) stay a few MB even at 2048
+// keys, and each block skips the keys after its last row.
+constexpr int64_t kAttentionQueryBlock = 128;
+
+}  // namespace
+
+// softmax(q k^T / sqrt(d) + mask) v with grouped-query heads, causal. q: [B, heads, T, d]; k, v:
+// [B, kv_heads, S, d] (S = past + T); mask: [B, 1, T, S] additive, or undefined for plain causal.
+// Query head h reads kv head h / (heads / kv_heads), as HF's repeat_kv does, without copying K/V: the
+// group's query heads are folded into the rows of one matmul. Queries go in blocks of query_block rows,
+// each multiplying only the keys it may see (past + up to its last row), which halves the work of a
+// long prefill and keeps the score block in cache. Returns [B, heads, T, d].
+Tensor grouped_causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
+                                int64_t num_kv_heads, int64_t query_block) {
+  const int64_t b = q.size(0), heads = q.size(1), t = q.size(2), d = q.size(3);
+  const int64_t s = k.size(2), past = s - t, group = heads / num_kv_heads;
+  auto q_grouped = (q * (1.0 / std::sqrt(static_cast<double>(d)))).view({b, num_kv_heads, group, t, d});
+  auto out = at::empty({b, num_kv_heads, group, t, d}, q.options());
+  for (int64_t start = 0; start < t; start += query_block) {
+    const int64_t rows = std::min(query_block, t - start), visible = past + start + rows;
+    auto q_block = q_grouped.narrow(3, start, rows).reshape({b, num_kv_heads, group * rows, d});
+    auto keys = k.narrow(2, 0, visible), values = v.narrow(2, 0, visible);
+    auto scores = at::matmul(q_block, keys.transpose(-1, -2)).to(at::kFloat);
+    auto scores5 = scores.view({b, num_kv_heads, group, rows, visible});
+    if (additive_mask.defined()) {
+      scores5.add_(additive_mask.narrow(2, start, rows).narrow(3, 0, visible).unsqueeze(1));
+    } else if (rows > 1) {
+      auto future = at::ones({rows, visible}, scores.options().dtype(at::kBool)).triu(visible - rows + 1);
+      scores5.masked_fill_(future, -std::numeric_limits<float>::infinity());
+    }
+    auto probs = at::softmax(scores, -1).to(v.scalar_type());
+    out.narrow(3, start, rows).copy_(at::matmul(probs, values).view({b, num_kv_heads, group, rows, d}));
+  }
+  return out.view({b, heads, t, d});
+}
+
+namespace {
 
 Tensor rotate_half(const Tensor& x) {
   int64_t half = x.size(-1) / 2;
@@ -133,22 +172,7 @@ Tensor DecoderLayer::attention(const Tensor& normed, const AttentionInputs& attn
   q = apply_rotary(q, attn.cos, attn.sin);
   k = apply_rotary(k, attn.cos, attn.sin);
   if (cache) std::tie(k, v) = cache->append(index_, k, v);
-  const int64_t s = k.size(2);
-  const int64_t group = num_heads_ / num_kv_heads_;
-  // Grouped-query attention without copying K/V: fold the query heads of a group into the rows.
-  auto qg = q.reshape({b, num_kv_heads_, group * t, head_dim_});
-  auto scores = at::matmul(qg, k.transpose(-1, -2)).to(at::kFloat) * (1.0 / std::sqrt(double(head_dim_)));
-  scores = scores.view({b, num_kv_heads_, group, t, s});
-  if (attn.additive_mask.defined()) {
-    scores = scores + attn.additive_mask.view({b, 1, 1, t, s});
-  } else if (t > 1) {
-    auto causal = at::ones({t, s}, at::TensorOptions().dtype(at::kBool).device(scores.device()))
-                      .triu(s - t + 1);
-    scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
-  }
-  auto probs = at::softmax(scores, -1).to(v.scalar_type()).view({b, num_kv_heads_, group * t, s});
-  auto out = at::matmul(probs, v)
-                 .view({b, num_heads_, t, head_dim_})
+  auto out = grouped_causal_attention(q, k, v, attn.additive_mask, num_kv_heads_, kAttentionQueryBlock)
                  .transpose(1, 2)
                  .reshape({b, t, num_heads_ * head_dim_});
   if (hook) hook(index_, "self_attn.o_proj", out);

@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 
 #include "kick/model.hpp"
 #include "test_helpers.hpp"
@@ -60,6 +62,42 @@ TEST_CASE("stories260K greedy decoding from BOS matches the twin", "[model]") {
   std::vector<int32_t> got = {expected[0]};
   got.insert(got.end(), out[0].tokens.begin(), out[0].tokens.end());
   CHECK(got == expected);
+}
+
+// The textbook form: repeat K/V per query head, full T x S scores, mask, softmax.
+static at::Tensor naive_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& additive_mask) {
+  const int64_t group = q.size(1) / k.size(1), t = q.size(2), s = k.size(2);
+  auto kr = k.repeat_interleave(group, 1), vr = v.repeat_interleave(group, 1);
+  auto scores = at::matmul(q, kr.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(3)));
+  if (additive_mask.defined()) {
+    scores = scores + additive_mask;
+  } else {
+    auto future = at::ones({t, s}, at::kBool).triu(s - t + 1);
+    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  }
+  return at::matmul(at::softmax(scores, -1), vr);
+}
+
+TEST_CASE("blocked grouped-query attention equals the naive form", "[model]") {
+  at::manual_seed(7);
+  const int64_t b = 2, heads = 6, kv = 2, t = 37, past = 5, d = 16;
+  auto q = at::randn({b, heads, t, d}), k = at::randn({b, kv, past + t, d}), v = at::randn({b, kv, past + t, d});
+  auto expected = naive_attention(q, k, v, at::Tensor());
+  for (int64_t block : {1, 8, 16, 37, 64}) {
+    auto got = grouped_causal_attention(q, k, v, at::Tensor(), kv, block);
+    CHECK((got - expected).abs().max().item<double>() < 1e-5);
+  }
+  // Left padding: row 1's first 3 keys are padding; every query still sees itself.
+  auto allowed = at::ones({b, 1, t, past + t}, at::kBool).tril(past);
+  allowed.select(0, 1).narrow(-1, 0, 3).fill_(false);
+  allowed = allowed | at::eye(t, past + t, at::kBool).roll(past, 1).view({1, 1, t, past + t});
+  auto mask = at::zeros({b, 1, t, past + t}).masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  auto masked_expected = naive_attention(q, k, v, mask);
+  for (int64_t block : {3, 37}) {
+    auto got = grouped_causal_attention(q, k, v, mask, kv, block);
+    CHECK((got - masked_expected).abs().max().item<double>() < 1e-5);
+  }
 }
 
 TEST_CASE("KV-cached decoding gives the full forward's logits", "[model]") {

@@ -168,6 +168,7 @@ struct CalibrationData {
   std::string source;   // resolved path
   std::string content_hash;  // FNV-1a 64 of the file bytes, hex
   int64_t corpus_tokens = 0;
+  uint64_t seed = 0;
   nlohmann::json to_json() const;
 };
 

@@ -39,6 +39,12 @@ struct AttentionInputs {
 // calibration statistics hook in here.
 using LinearInputHook = std::function<void(int64_t layer, const std::string& linear, const Tensor& input)>;
 
+// Causal grouped-query attention, softmax(q k^T / sqrt(d) + mask) v. q: [B, heads, T, d]; k, v:
+// [B, kv_heads, past + T, d]; additive_mask: [B, 1, T, past + T] or undefined (plain causal). Queries are
+// processed query_block rows at a time against only the keys they may see. Returns [B, heads, T, d].
+Tensor grouped_causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
+                                int64_t num_kv_heads, int64_t query_block);
+
 class DecoderLayer {
  public:
   DecoderLayer(int64_t index, const ModelConfig& config);
