@@ -29,5 +29,7 @@ void register_perplexity(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_compress(CLI::App& app);
 void register_convert(CLI::App& app);
+void register_evaluate(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace kick::app

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   kick::app::register_bench(app);
   kick::app::register_compress(app);
   kick::app::register_convert(app);
+  kick::app::register_evaluate(app);
+  kick::app::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

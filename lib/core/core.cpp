@@ -139,7 +139,7 @@ std::string shape_string(at::IntArrayRef shape) {
 }
 
 namespace {
-constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+constexpr uint64_t kFnvOffset = 14695981039346656037ull;  // 0xcbf29ce484222325, the FNV-1a 64 basis
 constexpr uint64_t kFnvPrime = 1099511628211ull;
 uint64_t fnv1a64(uint64_t h, const uint8_t* p, uint64_t n) {
   for (uint64_t i = 0; i < n; ++i) {

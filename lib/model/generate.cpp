@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "kick/model.hpp"
 
@@ -13,7 +14,13 @@ namespace {
 // Picks the next token of one row from its fp32 logits [V] on the CPU.
 int32_t sample_token(const Tensor& logits, const SamplingOptions& options, at::Generator& generator) {
   if (options.temperature <= 0.0) return static_cast<int32_t>(logits.argmax().item<int64_t>());
-  auto probs = at::softmax(logits / options.temperature, -1);
+  auto scaled = logits / options.temperature;
+  if (options.top_k > 0 && options.top_k < scaled.size(-1)) {
+    // transformers' order: temperature, then top-k, then top-p; ties with the k-th logit stay in.
+    auto kth = std::get<0>(scaled.topk(options.top_k)).min();
+    scaled.masked_fill_(scaled < kth, -std::numeric_limits<float>::infinity());
+  }
+  auto probs = at::softmax(scaled, -1);
   if (options.top_p < 1.0) {
     auto sorted = probs.sort(/*dim=*/-1, /*descending=*/true);
     auto sorted_probs = std::get<0>(sorted);
@@ -77,8 +84,13 @@ std::vector<Generation> generate(const Model& model, const std::vector<std::vect
   mask = mask.to(model.options().device);
 
   std::vector<at::Generator> generators;
+  if (!options.row_seeds.empty() && options.row_seeds.size() != prompts.size()) {
+    fail("generate: {} row seeds for {} prompts", options.row_seeds.size(), prompts.size());
+  }
   for (int64_t r = 0; r < batch; ++r) {
-    generators.push_back(at::detail::createCPUGenerator(options.seed + static_cast<uint64_t>(r)));
+    const auto row = static_cast<size_t>(r);
+    generators.push_back(at::detail::createCPUGenerator(
+        options.row_seeds.empty() ? options.seed + static_cast<uint64_t>(r) : options.row_seeds[row]));
   }
   std::vector<bool> done(prompts.size(), budget == 0);
   std::vector<size_t> emitted(prompts.size(), 0);

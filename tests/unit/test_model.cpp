@@ -150,6 +150,25 @@ TEST_CASE("sampling is seeded and top-p 1e-9 equals greedy", "[model]") {
   greedy.max_new_tokens = 20;
   greedy.stop_at_eos = false;
   CHECK(generate(model, {{1}}, sampled)[0].tokens == generate(model, {{1}}, greedy)[0].tokens);
+  sampled.top_p = 1.0;
+  sampled.top_k = 1;
+  CHECK(generate(model, {{1}}, sampled)[0].tokens == generate(model, {{1}}, greedy)[0].tokens);
+}
+
+TEST_CASE("per-row seeds make a row's sample independent of its batch", "[model]") {
+  Model model = load_stories();
+  SamplingOptions options;
+  options.max_new_tokens = 16;
+  options.temperature = 1.0;
+  options.top_k = 50;
+  options.stop_at_eos = false;
+  options.row_seeds = {11};
+  auto alone = generate(model, {{1, 403}}, options)[0].tokens;
+  options.row_seeds = {5, 11};
+  auto batched = generate(model, {{1, 403, 407}, {1, 403}}, options);
+  CHECK(batched[1].tokens == alone);
+  options.row_seeds = {5};
+  CHECK_THROWS_WITH(generate(model, {{1}, {1}}, options), Catch::Matchers::Contains("row seeds"));
 }
 
 TEST_CASE("stop strings cut the output and end the row", "[model]") {

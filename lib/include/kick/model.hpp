@@ -144,7 +144,9 @@ struct SamplingOptions {
   int64_t max_new_tokens = 256;
   double temperature = 0.0;  // 0 = greedy
   double top_p = 1.0;
-  uint64_t seed = 0;
+  int64_t top_k = 0;  // 0 = off; applied after temperature, before top_p (transformers' order)
+  uint64_t seed = 0;               // row r samples with seed + r, unless row_seeds is given
+  std::vector<uint64_t> row_seeds;  // one seed per prompt: a row's sample then does not depend on its batch
   std::vector<std::string> stop;  // stop strings; the output is cut before them
   bool stop_at_eos = true;
 };

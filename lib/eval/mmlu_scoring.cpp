@@ -1,0 +1,153 @@
+// lib/eval/mmlu_scoring.cpp: few-shot MMLU letter scoring for one subject. The header and shots are the
+// same for every question of a subject, so their KV cache is computed once and copied into each batch; a
+// batch then runs only the questions' own tokens, right-padded, and reads the next-token distribution at
+// each row's last real token. Both protocols come from that one distribution: llm-kick's generated letter
+// (its greedy token, decoded) and strict's log-likelihood of " A".." D".
+#include <algorithm>
+#include <numeric>
+
+#include "kick/core.hpp"
+#include "kick/evaluate.hpp"
+
+namespace kick::eval {
+namespace {
+
+constexpr std::array<const char*, 4> kChoiceContinuations = {" A", " B", " C", " D"};
+
+struct PreparedQuestion {
+  std::vector<int32_t> ids;  // the whole prompt
+  int shots = 0;
+  bool reuses_prefix = false;
+};
+
+bool starts_with(const std::vector<int32_t>& ids, const std::vector<int32_t>& prefix) {
+  return ids.size() > prefix.size() && std::equal(prefix.begin(), prefix.end(), ids.begin());
+}
+
+// Next-token log-probabilities [rows, V] at each row's last real token. ids_rows hold the tokens after the
+// cached prefix (the whole prompt when prefix_length is 0).
+Tensor last_token_logprobs(const Model& model, const KVCache* prefix_cache, int64_t prefix_length,
+                           const std::vector<const std::vector<int32_t>*>& rows, size_t skip) {
+  const auto batch = static_cast<int64_t>(rows.size());
+  int64_t longest = 0;
+  for (const auto* r : rows) longest = std::max<int64_t>(longest, static_cast<int64_t>(r->size() - skip));
+  const int32_t pad = std::max<int32_t>(0, model.tokenizer().eos_id());
+  auto ids = at::full({batch, longest}, pad, at::TensorOptions().dtype(at::kLong));
+  auto ids_access = ids.accessor<int64_t, 2>();
+  std::vector<int64_t> last(rows.size());
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const auto& r = *rows[b];
+    for (size_t i = skip; i < r.size(); ++i) ids_access[static_cast<int64_t>(b)][static_cast<int64_t>(i - skip)] = r[i];
+    last[b] = static_cast<int64_t>(r.size() - skip) - 1;
+  }
+  // Right padding needs no mask: causal attention keeps every real token from seeing the pads after it.
+  Tensor hidden;
+  if (prefix_cache) {
+    KVCache cache = model.make_cache(batch, prefix_length + longest);
+    cache.copy_prefix_from(*prefix_cache, 0, prefix_length);
+    hidden = model.forward_hidden(ids.to(model.options().device), &cache);
+  } else {
+    hidden = model.forward_hidden(ids.to(model.options().device));
+  }
+  auto index = at::tensor(last, at::TensorOptions().dtype(at::kLong)).to(hidden.device());
+  auto picked = hidden.index_select(1, index);  // [B, B, H]: row b's own position is on the diagonal
+  auto diagonal = picked.diagonal(0, 0, 1).transpose(0, 1).unsqueeze(1);  // [B, 1, H]
+  return at::log_softmax(model.head(diagonal).squeeze(1), -1).to(at::kCPU);
+}
+
+}  // namespace
+
+std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpec& task,
+                                               const std::vector<MmluExample>& shots,
+                                               const std::vector<MmluExample>& questions, int64_t batch_size,
+                                               bool reuse_prefix) {
+  at::NoGradGuard no_grad;
+  const Tokenizer& tokenizer = model.tokenizer();
+  const bool bos = tokenizer.add_bos_default();
+  const bool llmkick_letter = task.option("scoring", task.protocol == kProtocolLlmKick ? "generate" : "loglikelihood") ==
+                              "generate";
+  std::array<int32_t, 4> choice_tokens{};
+  for (size_t c = 0; c < 4; ++c) {
+    auto ids = tokenizer.encode(kChoiceContinuations[c], false, false);
+    if (ids.size() != 1) {
+      fail("mmlu: the continuation \"{}\" is {} tokens for this tokenizer; letter scoring needs one", kChoiceContinuations[c],
+           ids.size());
+    }
+    choice_tokens[c] = ids[0];
+  }
+  // Shots are dropped against the task's budget or the model's context, whichever is smaller.
+  TaskSpec spec = task;
+  const int64_t budget = task.few_shot.max_prompt_tokens > 0
+                             ? std::min<int64_t>(task.few_shot.max_prompt_tokens, model.config().max_position - 1)
+                             : model.config().max_position - 1;
+  spec.few_shot.max_prompt_tokens = budget;
+  TokenCounter count = [&](const std::string& text) { return tokenizer.encode(text, bos, false).size(); };
+
+  // Every question's prompt. The cached prefix is the longest run of leading TOKENS that all full-shot prompts
+  // share (at least one token of each prompt left over): cutting at the text boundary instead would not do, as a
+  // byte-level BPE tokenizes the "\n\n" ending the shots differently when the question follows.
+  std::vector<PreparedQuestion> prepared(questions.size());
+  std::vector<int32_t> prefix_ids;
+  bool first = true;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    FewShotPrompt prompt = render_mmlu_prompt(spec, shots, questions[i], count);
+    if (!prompt.fits) fail("mmlu: {}: the question alone exceeds {} tokens", questions[i].source, budget);
+    prepared[i].ids = tokenizer.encode(prompt.text, bos, false);
+    prepared[i].shots = prompt.shots;
+    if (!reuse_prefix || prompt.shots != spec.few_shot.k || prompt.shots == 0) continue;
+    const auto& ids = prepared[i].ids;
+    if (first) {
+      prefix_ids.assign(ids.begin(), ids.end() - 1);
+      first = false;
+    } else {
+      const auto limit = std::min(prefix_ids.size(), ids.size() - 1);
+      const auto mismatch = std::mismatch(prefix_ids.begin(), prefix_ids.begin() + static_cast<long>(limit), ids.begin());
+      prefix_ids.resize(static_cast<size_t>(mismatch.first - prefix_ids.begin()));
+    }
+  }
+  std::optional<KVCache> prefix_cache;
+  if (!prefix_ids.empty()) {
+    for (auto& p : prepared) p.reuses_prefix = starts_with(p.ids, prefix_ids);
+    prefix_cache.emplace(model.make_cache(1, static_cast<int64_t>(prefix_ids.size())));
+    auto ids = at::tensor(std::vector<int64_t>(prefix_ids.begin(), prefix_ids.end()), at::kLong).view({1, -1});
+    model.forward_hidden(ids.to(model.options().device), &*prefix_cache);
+  }
+
+  // Longest first within each group, so a batch pads little.
+  std::vector<size_t> order(questions.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (prepared[a].reuses_prefix != prepared[b].reuses_prefix) return prepared[a].reuses_prefix;
+    return prepared[a].ids.size() > prepared[b].ids.size();
+  });
+  std::vector<MmluPrediction> out(questions.size());
+  const auto step = static_cast<size_t>(std::max<int64_t>(1, batch_size));
+  for (size_t start = 0; start < order.size();) {
+    const bool reuse = prepared[order[start]].reuses_prefix;
+    std::vector<size_t> members;
+    while (start < order.size() && members.size() < step && prepared[order[start]].reuses_prefix == reuse) {
+      members.push_back(order[start++]);
+    }
+    std::vector<const std::vector<int32_t>*> rows;
+    for (size_t m : members) rows.push_back(&prepared[m].ids);
+    Tensor logprobs = reuse ? last_token_logprobs(model, &*prefix_cache, static_cast<int64_t>(prefix_ids.size()), rows,
+                                                  prefix_ids.size())
+                            : last_token_logprobs(model, nullptr, 0, rows, 0);
+    auto access = logprobs.accessor<float, 2>();
+    for (size_t b = 0; b < members.size(); ++b) {
+      MmluPrediction& p = out[members[b]];
+      p.shots = prepared[members[b]].shots;
+      p.prefix_reused = reuse;
+      for (size_t c = 0; c < 4; ++c) p.logprobs[c] = access[static_cast<int64_t>(b)][choice_tokens[c]];
+      if (llmkick_letter) {
+        const int32_t greedy = static_cast<int32_t>(logprobs[static_cast<int64_t>(b)].argmax().item<int64_t>());
+        p.predicted = mmlu_letter_llmkick(tokenizer.decode({greedy})).value_or(0);
+      } else {
+        p.predicted = static_cast<char>('A' + (std::max_element(p.logprobs.begin(), p.logprobs.end()) - p.logprobs.begin()));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace kick::eval

@@ -1,0 +1,421 @@
+// lib/eval/runner.cpp: evaluate_task, the loop every task goes through: load the task's data, skip what the
+// seed's JSONL log already holds, run the rest in batches (MMLU letters, generation, perplexity), score each
+// example with the task's metrics, append the records as each batch finishes, then aggregate over examples
+// and seeds into summary.json. Batches are fixed by the data order, not by what is left, and sampling seeds
+// are per example, so a resumed run computes exactly what an uninterrupted one would.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "kick/core.hpp"
+#include "kick/evaluate.hpp"
+#include "kick/judge.hpp"
+
+namespace kick::eval {
+namespace {
+
+// One prompt to generate from and what its output is scored against.
+struct GenerationItem {
+  std::string id;
+  std::string prompt;  // as the model sees it (chat template applied)
+  std::string question_prompt;  // before the chat template (llm-kick factoid scoring reads it back)
+  std::vector<std::string> references;
+  nlohmann::json meta = nlohmann::json::object();
+  std::vector<std::string> later_turns;  // MT-Bench: user turns after the first, answered in the same chat
+};
+
+uint64_t example_seed(uint64_t seed, const std::string& id) {
+  return std::stoull(fnv1a64_hex(fmt::format("{}:{}", seed, id)), nullptr, 16);
+}
+
+double mean_of(const std::vector<double>& v) {
+  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+// Sample standard deviation over seeds (0 for one seed), as lm-evaluation-harness reports spreads.
+double stdev_of(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean_of(v);
+  double sum = 0;
+  for (double x : v) sum += (x - m) * (x - m);
+  return std::sqrt(sum / static_cast<double>(v.size() - 1));
+}
+
+std::string chat_template_for(const TaskSpec& spec, const Model& model) {
+  std::string name = spec.option("chat_template", "");
+  return name.empty() || name == "model" ? default_chat_template(model.vocab()) : name;
+}
+
+// The text a metric scores: the generation, its first line, or (LLM-KICK's FreebaseQA) prompt + generation.
+std::string scored_text(const TaskSpec& spec, const GenerationItem& item, const std::string& generation) {
+  const std::string mode = spec.option("score_text", "generation");
+  if (mode == "generation") return generation;
+  if (mode == "first_line") return first_line_answer(generation);
+  if (mode == "prompt_and_generation") return factoid_output_llmkick(item.question_prompt, generation);
+  fail("{}: options.score_text: expected generation, first_line or prompt_and_generation, got \"{}\"", spec.file, mode);
+}
+
+SamplingOptions sampling_for(const TaskSpec& spec, const std::string& chat_template) {
+  SamplingOptions s;
+  s.temperature = spec.decoding.mode == "sample" ? spec.decoding.temperature : 0.0;
+  s.top_p = spec.decoding.mode == "sample" ? spec.decoding.top_p : 1.0;
+  s.top_k = spec.decoding.mode == "sample" ? spec.decoding.top_k : 0;
+  s.max_new_tokens = spec.decoding.max_new_tokens > 0 ? spec.decoding.max_new_tokens : 256;
+  s.stop = spec.decoding.stop;
+  if (spec.chat) {
+    for (auto& stop : chat_template_stops(chat_template)) s.stop.push_back(stop);
+  }
+  return s;
+}
+
+std::vector<GenerationItem> generation_items(const TaskSpec& spec, const Model& model, const TaskData& data,
+                                             int64_t limit) {
+  std::vector<GenerationItem> items;
+  auto take = [&](size_t n) { return limit > 0 ? std::min<size_t>(n, static_cast<size_t>(limit)) : n; };
+  if (const auto* qa = std::get_if<std::vector<QaExample>>(&data)) {
+    for (size_t i = 0; i < take(qa->size()); ++i) {
+      const auto& ex = (*qa)[i];
+      items.push_back({ex.id.empty() ? ex.source : ex.id, "", render_qa_prompt(spec, ex), references_for(spec, ex),
+                       {{"question", ex.question}, {"answers", ex.answers}}, {}});
+    }
+  } else if (const auto* stories = std::get_if<std::vector<Story>>(&data)) {
+    for (size_t i = 0; i < take(stories->size()); ++i) {
+      const auto& story = (*stories)[i];
+      std::string highlights;
+      for (const auto& h : story.highlights) highlights += (highlights.empty() ? "" : "\n") + h;
+      std::string prompt = render_summary_prompt(spec, story);
+      items.push_back({story.bucket + "/" + story.id, "", prompt, {highlights}, {{"bucket", story.bucket}, {"question", prompt}}, {}});
+    }
+  } else if (const auto* instructions = std::get_if<std::vector<Instruction>>(&data)) {
+    for (size_t i = 0; i < take(instructions->size()); ++i) {
+      const auto& ins = (*instructions)[i];
+      GenerationItem item{std::to_string(ins.question_id), "", render_instruction_prompt(spec, ins, 0), ins.reference,
+                          {{"category", ins.category}, {"question", ins.turns[0]}}, {}};
+      for (size_t turn = 1; turn < ins.turns.size(); ++turn) item.later_turns.push_back(render_instruction_prompt(spec, ins, turn));
+      items.push_back(std::move(item));
+    }
+  } else {
+    fail("{}: loader {} gives data a generation task cannot use", spec.file, spec.loader);
+  }
+  const std::string tmpl = spec.chat ? chat_template_for(spec, model) : "";
+  for (auto& item : items) {
+    item.prompt = spec.chat ? apply_chat_template(tmpl, {{"user", item.question_prompt}}) : item.question_prompt;
+  }
+  return items;
+}
+
+// Scores one generation with every text metric of the task; judge metrics are left to the judge stage.
+nlohmann::json score_generation(const TaskSpec& spec, const GenerationItem& item, const Generation& g) {
+  const std::string text = scored_text(spec, item, g.text);
+  nlohmann::json scores = nlohmann::json::object();
+  for (const auto& name : spec.metrics) {
+    const MetricInfo& info = metric(name);
+    if (info.kind == "text") scores[name] = info.fn(text, item.references);
+  }
+  return {{"id", item.id},           {"prompt", item.prompt},       {"output", g.text},
+          {"scored_text", text},     {"references", item.references}, {"finish_reason", g.finish_reason},
+          {"prompt_tokens", g.prompt_tokens}, {"new_tokens", g.tokens.size()}, {"scores", scores},
+          {"meta", item.meta}};
+}
+
+// MT-Bench's second (and later) turns: the chat so far, the model's own answers included, then the next question.
+std::vector<std::string> later_turn_outputs(const Model& model, const TaskSpec& spec, const GenerationItem& item,
+                                            const std::string& first_answer, uint64_t row_seed) {
+  const std::string tmpl = chat_template_for(spec, model);
+  std::vector<ChatMessage> messages = {{"user", item.question_prompt}, {"assistant", first_answer}};
+  std::vector<std::string> answers = {first_answer};
+  SamplingOptions sampling = sampling_for(spec, tmpl);
+  for (size_t turn = 0; turn < item.later_turns.size(); ++turn) {
+    messages.push_back({"user", item.later_turns[turn]});
+    sampling.row_seeds = {row_seed + turn + 1};
+    auto ids = model.tokenizer().encode(apply_chat_template(tmpl, messages), model.tokenizer().add_bos_default(), true);
+    answers.push_back(generate(model, {ids}, sampling)[0].text);
+    messages.push_back({"assistant", answers.back()});
+  }
+  return answers;
+}
+
+void run_generation(const Model& model, const TaskSpec& spec, const TaskData& data, const RunOptions& options,
+                    uint64_t seed, ResultsLog& log) {
+  const auto items = generation_items(spec, model, data, options.limit);
+  const std::string tmpl = spec.chat ? chat_template_for(spec, model) : "";
+  const Tokenizer& tokenizer = model.tokenizer();
+  std::vector<std::vector<int32_t>> ids(items.size());
+  for (size_t i = 0; i < items.size(); ++i) ids[i] = tokenizer.encode(items[i].prompt, tokenizer.add_bos_default(), spec.chat);
+  // Longest first: the slowest batches start while the estimate is fresh, and rows of a batch pad little.
+  std::vector<size_t> order(items.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ids[a].size() > ids[b].size(); });
+  const auto step = static_cast<size_t>(std::max<int64_t>(1, options.batch_size));
+  const SamplingOptions base = sampling_for(spec, tmpl);
+  Progress progress(fmt::format("{} seed {}", spec.name, seed), static_cast<int64_t>(items.size()), "examples");
+  for (size_t start = 0; start < order.size(); start += step) {
+    std::vector<size_t> batch(order.begin() + static_cast<long>(start),
+                              order.begin() + static_cast<long>(std::min(order.size(), start + step)));
+    const bool all_done = std::all_of(batch.begin(), batch.end(), [&](size_t i) { return log.has(items[i].id); });
+    if (!all_done) {
+      std::vector<std::vector<int32_t>> prompts;
+      SamplingOptions sampling = base;
+      for (size_t i : batch) {
+        prompts.push_back(ids[i]);
+        sampling.row_seeds.push_back(example_seed(seed, items[i].id));
+        if (spec.decoding.max_length_factor > 0) {
+          // LLM-KICK's FreebaseQA bounds the whole sequence at factor x the prompt's length.
+          const auto total = static_cast<int64_t>(spec.decoding.max_length_factor * static_cast<double>(ids[i].size()));
+          sampling.max_new_tokens = std::max<int64_t>(1, total - static_cast<int64_t>(ids[i].size()));
+        }
+      }
+      auto generations = generate(model, prompts, sampling);
+      std::vector<nlohmann::json> records;
+      for (size_t b = 0; b < batch.size(); ++b) {
+        auto record = score_generation(spec, items[batch[b]], generations[b]);
+        record["seed"] = seed;
+        if (!items[batch[b]].later_turns.empty()) record["turns"] = later_turn_outputs(model, spec, items[batch[b]], generations[b].text, sampling.row_seeds[b]);
+        records.push_back(std::move(record));
+      }
+      log.append(records);
+    }
+    progress.update(static_cast<int64_t>(std::min(order.size(), start + step)));
+  }
+  progress.finish();
+}
+
+void run_mmlu(const Model& model, const TaskSpec& spec, const MmluData& data, const RunOptions& options,
+              ResultsLog& log) {
+  int64_t total = 0;
+  for (const auto& subject : data.subjects) {
+    const auto n = static_cast<int64_t>(data.test.at(subject).size());
+    total += options.limit > 0 ? std::min(n, options.limit) : n;
+  }
+  Progress progress(spec.name, total, "questions");
+  int64_t done = 0;
+  for (const auto& subject : data.subjects) {
+    const auto& test = data.test.at(subject);
+    const size_t n = options.limit > 0 ? std::min(test.size(), static_cast<size_t>(options.limit)) : test.size();
+    std::vector<MmluExample> pending;
+    std::vector<std::string> pending_ids;
+    for (size_t i = 0; i < n; ++i) {
+      std::string id = fmt::format("{}:{}", subject, i);
+      if (!log.has(id)) {
+        pending.push_back(test[i]);
+        pending_ids.push_back(std::move(id));
+      }
+    }
+    if (!pending.empty()) {
+      const auto dev = data.dev.find(subject);
+      std::vector<MmluExample> shots;
+      if (dev != data.dev.end()) {
+        shots.assign(dev->second.begin(), dev->second.begin() + std::min<long>(spec.few_shot.k, static_cast<long>(dev->second.size())));
+      }
+      auto predictions = score_mmlu_subject(model, spec, shots, pending, options.batch_size);
+      std::vector<nlohmann::json> records;
+      for (size_t i = 0; i < pending.size(); ++i) {
+        const auto& p = predictions[i];
+        records.push_back({{"id", pending_ids[i]},
+                           {"subject", subject},
+                           {"answer", std::string(1, pending[i].answer)},
+                           {"predicted", p.predicted ? std::string(1, p.predicted) : ""},
+                           {"correct", p.predicted == pending[i].answer},
+                           {"logprobs", p.logprobs},
+                           {"shots", p.shots},
+                           {"prefix_reused", p.prefix_reused},
+                           {"source", pending[i].source}});
+      }
+      log.append(records);
+    }
+    done += static_cast<int64_t>(n);
+    progress.update(done);
+  }
+  progress.finish();
+}
+
+void run_perplexity(const Model& model, const TaskSpec& spec, const std::string& raw, const RunOptions& options,
+                    ResultsLog& log) {
+  if (log.has("perplexity")) return;
+  const std::string text = spec.option("format", "wikitext") == "wikitext" ? wikitext_join(raw) : raw;
+  const int64_t seqlen = std::min<int64_t>(std::stoll(spec.option("seqlen", "2048")), model.config().max_position);
+  auto ids = model.tokenizer().encode(text, model.tokenizer().add_bos_default());
+  const int64_t windows = static_cast<int64_t>(ids.size()) / seqlen;
+  Progress progress(spec.name, options.limit > 0 ? std::min(options.limit, windows) : windows, "windows");
+  auto result = perplexity(model, ids, seqlen, options.limit, [&](int64_t done, int64_t) { progress.update(done); });
+  progress.finish();
+  log.append({{{"id", "perplexity"},
+               {"perplexity", result.perplexity},
+               {"mean_nll", result.mean_nll},
+               {"windows", result.windows},
+               {"all_windows", windows},
+               {"seqlen", seqlen},
+               {"scored_tokens", result.scored_tokens},
+               {"total_tokens", result.total_tokens}}});
+}
+
+bool has_judge_metric(const TaskSpec& spec) {
+  return std::any_of(spec.metrics.begin(), spec.metrics.end(), [](const std::string& m) { return metric(m).kind == "judge"; });
+}
+
+// The judge prompt for one record and how its reply reads: LLM-KICK's summary reviewer (four aspect pairs) or its
+// mt_conversation reviewers chosen by category (one pair).
+std::string judge_prompt_name(const std::string& metric_name, const nlohmann::json& record) {
+  if (metric_name == "judge_summary_aspects") return "llmkick_summary";
+  if (metric_name == "judge_pairwise_llmkick") return llmkick_mt_judge_for_category(record["meta"].value("category", ""));
+  fail("metric {}: kick ships no judge prompt for it yet (judge_summary_aspects and judge_pairwise_llmkick are judged)",
+       metric_name);
+}
+
+// Judges every generated record that has no judgement yet; judgements go to their own log beside the
+// generations, so a resumed run re-asks only what was never answered. A failed request or an unreadable reply
+// is recorded as failed, with the raw reply, and counts against the exit status.
+void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, const ResultsLog& generations,
+               ResultsLog& judged) {
+  std::string metric_name;
+  for (const auto& m : spec.metrics) {
+    if (metric(m).kind == "judge") metric_name = m;
+  }
+  const auto reference_path = options.judge_reference / fmt::format("{}.{}", spec.name, spec.protocol) /
+                              fmt::format("seed{}.jsonl", seed);
+  if (!std::filesystem::exists(reference_path)) {
+    fail("judge reference {}: not found (run the reference model, e.g. the dense one, into that folder first)",
+         reference_path.string());
+  }
+  ResultsLog reference(reference_path);
+  std::vector<std::string> ids;
+  std::vector<JudgeRequest> requests;
+  std::vector<std::string> formats;
+  for (const auto& [id, record] : generations.records()) {
+    if (judged.has(id)) continue;
+    const auto ref = reference.records().find(id);
+    if (ref == reference.records().end()) fail("{}: no reference answer for example {}", reference_path.string(), id);
+    const JudgePrompt prompt = load_judge_prompt(judge_prompt_name(metric_name, record));
+    requests.push_back(render_judge_prompt(prompt, record["meta"].value("question", record.value("prompt", "")),
+                                           ref->second.at("output").get<std::string>(), record.at("output").get<std::string>()));
+    formats.push_back(prompt.reply);
+    ids.push_back(id);
+  }
+  if (requests.empty()) return;
+  Progress progress(fmt::format("{} judge", spec.name), static_cast<int64_t>(requests.size()), "answers");
+  const auto replies = options.judge->complete_all(requests, std::max<size_t>(1, options.judge_concurrency));
+  std::vector<nlohmann::json> records;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    nlohmann::json scores = nlohmann::json::object();
+    std::string error = replies[i].ok ? "" : "request failed: " + replies[i].error;
+    if (replies[i].ok && formats[i] == "llmkick_summary") {
+      auto parsed = parse_judge_summary_llmkick(replies[i].text);
+      if (parsed.ok()) {
+        for (const auto& [aspect, pair] : *parsed.value) {
+          scores["judge_" + aspect + "_reference"] = pair.first;
+          scores["judge_" + aspect] = pair.second;
+        }
+      } else {
+        error = parsed.error;
+      }
+    } else if (replies[i].ok) {
+      auto parsed = parse_judge_pair_llmkick(replies[i].text);
+      if (parsed.ok()) {
+        scores["judge_reference"] = parsed.value->first;
+        scores["judge"] = parsed.value->second;
+      } else {
+        error = parsed.error;
+      }
+    }
+    records.push_back({{"id", ids[i]}, {"judge", options.judge->describe()}, {"reply", replies[i].text},
+                       {"attempts", replies[i].attempts}, {"failed", !error.empty()}, {"error", error},
+                       {"scores", scores}});
+    progress.update(static_cast<int64_t>(i + 1));
+  }
+  judged.append(records);
+  progress.finish();
+}
+
+bool is_sampled(const TaskSpec& spec) { return spec.decoding.mode == "sample" && spec.decoding.temperature > 0; }
+
+// Per-seed means of every metric found in the records' "scores" (or the task's own fields).
+std::map<std::string, double> seed_means(const TaskSpec& spec, const ResultsLog& log, int64_t& examples,
+                                         int64_t& failed, nlohmann::json& details) {
+  std::map<std::string, std::vector<double>> values;
+  examples = static_cast<int64_t>(log.records().size());
+  if (spec.loader.rfind("mmlu", 0) == 0) {
+    std::vector<std::pair<std::string, bool>> results;
+    for (const auto& [id, r] : log.records()) results.emplace_back(r.at("subject").get<std::string>(), r.at("correct").get<bool>());
+    const MmluAccuracy acc = aggregate_mmlu(results);
+    std::map<std::string, double> out = {{"accuracy", acc.overall.accuracy()}, {"accuracy_macro_subjects", acc.macro_subjects}};
+    for (const auto& [category, cell] : acc.per_category) out["accuracy/" + category] = cell.accuracy();
+    nlohmann::json subjects = nlohmann::json::object();
+    for (const auto& [subject, cell] : acc.per_subject) subjects[subject] = {{"correct", cell.correct}, {"total", cell.total}};
+    details["per_subject"] = subjects;
+    return out;
+  }
+  for (const auto& [id, r] : log.records()) {
+    if (r.contains("perplexity")) values["perplexity"].push_back(r["perplexity"].get<double>());
+    if (r.value("failed", false)) ++failed;
+    if (!r.contains("scores")) continue;
+    for (const auto& [name, v] : r["scores"].items()) {
+      if (v.is_number()) values[name].push_back(v.get<double>());
+    }
+  }
+  std::map<std::string, double> out;
+  for (const auto& [name, v] : values) out[name] = mean_of(v);
+  return out;
+}
+
+}  // namespace
+
+TaskSummary evaluate_task(const Model& model, const TaskSpec& spec, const RunOptions& options,
+                          const nlohmann::json& provenance) {
+  const double start = monotonic_seconds();
+  if (options.out_dir.empty()) fail("evaluate: no output folder given");
+  const auto dir = options.out_dir / fmt::format("{}.{}", spec.name, spec.protocol);
+  std::filesystem::create_directories(dir);
+  TaskData data = load_task_data(spec);
+  // A greedy task gives the same answers for every seed: it runs once, under the first seed.
+  std::vector<uint64_t> seeds = options.seeds.empty() ? std::vector<uint64_t>{spec.decoding.seed} : options.seeds;
+  const bool sampled = is_sampled(spec);
+  if (!sampled) seeds.resize(1);
+
+  TaskSummary summary;
+  summary.task = spec.name;
+  summary.protocol = spec.protocol;
+  summary.version = spec.version;
+  summary.seeds = seeds;
+  std::map<std::string, std::vector<double>> per_seed;
+  for (uint64_t seed : seeds) {
+    ResultsLog log(dir / fmt::format("seed{}.jsonl", seed));
+    summary.resumed += static_cast<int64_t>(log.resumed());
+    if (const auto* mmlu = std::get_if<MmluData>(&data)) {
+      run_mmlu(model, spec, *mmlu, options, log);
+    } else if (const auto* text = std::get_if<std::string>(&data)) {
+      run_perplexity(model, spec, *text, options, log);
+    } else {
+      run_generation(model, spec, data, options, seed, log);
+    }
+    int64_t examples = 0, failed = 0;
+    for (const auto& [name, value] : seed_means(spec, log, examples, failed, summary.details)) per_seed[name].push_back(value);
+    if (has_judge_metric(spec) && options.judge) {
+      ResultsLog judged(dir / fmt::format("seed{}.judge.jsonl", seed));
+      run_judge(spec, options, seed, log, judged);
+      int64_t judged_examples = 0;
+      for (const auto& [name, value] : seed_means(spec, judged, judged_examples, failed, summary.details)) {
+        per_seed[name].push_back(value);
+      }
+      summary.details["judge"] = options.judge->describe();
+    } else if (has_judge_metric(spec)) {
+      summary.details["judge"] = "not run: no judge given (kick evaluate --judge-url or --judge-model)";
+    }
+    summary.examples = examples;
+    summary.failed += failed;
+  }
+  for (const auto& [name, values] : per_seed) {
+    summary.metrics[name] = {mean_of(values), stdev_of(values), values, summary.examples};
+  }
+  summary.seconds = monotonic_seconds() - start;
+  nlohmann::json out = summary.to_json();
+  out["sampled"] = sampled;
+  out["provenance"] = provenance;
+  out["tool"] = {{"version", version_string()}, {"git_revision", git_revision()}};
+  out["task_file"] = spec.file;
+  write_file_atomically(dir / "summary.json", out.dump(2) + "\n");
+  return summary;
+}
+
+}  // namespace kick::eval
