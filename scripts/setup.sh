@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache git pkg-config unzip
   libtorch-dev libopenblas0-pthread libopenblas0-openmp libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev
-  libpcre2-dev libyaml-cpp-dev zlib1g-dev libcpp-httplib-dev python3-pip
+  libpcre2-dev libyaml-cpp-dev zlib1g-dev libcpp-httplib-dev curl python3-pip
 )
 missing=()
 for p in "${packages[@]}"; do

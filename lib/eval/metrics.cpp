@@ -141,15 +141,6 @@ std::string_view python_strip(std::string_view text) {
   return begin == std::string_view::npos ? std::string_view() : text.substr(begin, end - begin);
 }
 
-std::string join(const std::vector<std::string>& parts, std::string_view separator) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i) out += separator;
-    out += parts[i];
-  }
-  return out;
-}
-
 // re.sub(r'\b(a|an|the)\b', ' ', text): a match is always a whole run of \w characters.
 std::string remove_articles(std::string_view text) {
   std::string out;

@@ -55,15 +55,6 @@ std::string python_strip(std::string_view text) {
   return std::string(text.substr(begin, end - begin));
 }
 
-std::string join(const std::vector<std::string>& parts, std::string_view separator) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i) out += separator;
-    out += parts[i];
-  }
-  return out;
-}
-
 bool is_llmkick(const TaskSpec& spec) { return spec.protocol == kProtocolLlmKick; }
 
 std::string where(const TaskSpec& spec, const std::string& key) { return spec.file + ": prompt." + key; }
@@ -239,6 +230,15 @@ std::vector<std::string> references_for(const TaskSpec& spec, const MmluExample&
   if (example.answer < 'A' || example.answer > 'D')
     fail("{}: answer '{}' is not A-D ({})", example.source, example.answer, spec.file);
   return {std::string(1, example.answer)};
+}
+
+std::string join(const std::vector<std::string>& parts, std::string_view separator) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += separator;
+    out += parts[i];
+  }
+  return out;
 }
 
 }  // namespace kick::eval

@@ -83,10 +83,9 @@ std::vector<GenerationItem> generation_items(const TaskSpec& spec, const Model& 
   } else if (const auto* stories = std::get_if<std::vector<Story>>(&data)) {
     for (size_t i = 0; i < take(stories->size()); ++i) {
       const auto& story = (*stories)[i];
-      std::string highlights;
-      for (const auto& h : story.highlights) highlights += (highlights.empty() ? "" : "\n") + h;
       std::string prompt = render_summary_prompt(spec, story);
-      items.push_back({story.bucket + "/" + story.id, "", prompt, {highlights}, {{"bucket", story.bucket}, {"question", prompt}}, {}});
+      items.push_back({story.bucket + "/" + story.id, "", prompt, references_for(spec, story),
+                       {{"bucket", story.bucket}, {"question", prompt}}, {}});
     }
   } else if (const auto* instructions = std::get_if<std::vector<Instruction>>(&data)) {
     for (size_t i = 0; i < take(instructions->size()); ++i) {

@@ -93,9 +93,10 @@ for m in $methods; do
     --kick-output "$work/$m.kick" --json "$work/$m.twin.json" >&2
 done
 
-/usr/bin/python3 - "$work" "$nsamples" "$seqlen" "$threads" "$forward_batch" "$omp_wait" "$twin_glibc" "${follow:-free}" "${shared:-per-linear}" $methods <<'EOF'
+# shellcheck disable=SC2086  # $methods is a list
+/usr/bin/python3 - "$work" "$nsamples" "$seqlen" "$seed" "$threads" "$forward_batch" "$omp_wait" "$twin_glibc" "${follow:-free}" "${shared:-per-linear}" $methods <<'EOF'
 import json, re, sys
-work, nsamples, seqlen, threads, batch, omp_wait, twin_glibc, follow, shared, *methods = sys.argv[1:]
+work, nsamples, seqlen, seed, threads, batch, omp_wait, twin_glibc, follow, shared, *methods = sys.argv[1:]
 follow, shared = follow != "free", shared != "per-linear"
 
 def gnu_time(path):
@@ -112,7 +113,7 @@ def gnu_time(path):
 def split(s):
     return f"{s['forward']:.1f} / {s['statistics']:.1f} / {s['solve']:.1f}"
 
-print(f"Calibration {nsamples} x {seqlen} tokens (alpaca_5000.json, seed as given), {threads} threads each, "
+print(f"Calibration {nsamples} x {seqlen} tokens (alpaca_5000.json, seed {seed}), {threads} threads each, "
       f"forward batch {batch}, OMP_WAIT_POLICY={omp_wait}, twin on {'kick' if twin_glibc == 'kick' else 'default'}'s "
       f"glibc malloc thresholds; twin statistics "
       f"{'shared per input group (as kick)' if shared else 'per Linear (as the references)'}; agreement "

@@ -22,7 +22,7 @@ Where the twin follows kick rather than a reference, the place is marked KICK:
   outputs (compress_twin.awq_scales) instead of the whole attention/MLP block;
 - the relative output error of every Linear on the same sample is computed as compression.json reports it
   (--no-errors skips it; the references have no such report).
-Options kick has that this benchmark does not use (true-sequential, N:M, act-order, recipes) are refused.
+Options kick has that this benchmark does not use (true-sequential, N:M, act-order, recipes) are not offered.
 
 Run with Debian's interpreter (torch 1.13 + numpy):
   /usr/bin/python3 tests/reference/compress_pipeline_twin.py -m HF_DIR --method gptq --bits 4 --group-size 64 \
@@ -294,6 +294,7 @@ def solve_layer(layer, capture, args):
             if key == "attn_out" and attn.v_proj.weight.shape != attn.o_proj.weight.shape:
                 continue
             weights = [layer.linear(n).weight for n in names]
+            # KICK: searched on the token sample, error over the group's Linear outputs.
             scales, _, _, _ = compress_twin.awq_scales(weights, samples[key], args.bits, args.group_size, n_grid=20)
             if key == "attn_in":
                 layer.input_layernorm.weight.div_(scales)
@@ -328,7 +329,7 @@ def solve_layer(layer, capture, args):
                 else:
                     new = compress_twin.awq_quantize(w, awq_clip_rows(w, seen[key], args), args.bits, args.group_size)
             w.copy_(new)
-            if args.errors:
+            if args.errors:  # KICK: compression.json's output_error_sample
                 errors[name] = relative_output_error(originals[name], samples[key], w, seen[key])
     return errors
 
@@ -350,6 +351,7 @@ def compress(args, config, layers, embed, windows, timing, kick):
         cos, sin = rotary_tables(config, seqlen)
         mask = causal_mask(seqlen)
         timing["forward"] += time.perf_counter() - start
+        # KICK: the token sample (for AWQ's searches and the error report), strided per forward batch.
         sample_floor = max(AWQ_CLIP_SAMPLES, ERROR_SAMPLE_TOKENS) if args.method == "awq" else ERROR_SAMPLE_TOKENS
         sample_stride = max(1, n * seqlen // sample_floor)
     for index, layer in enumerate(layers):
@@ -371,7 +373,7 @@ def compress(args, config, layers, embed, windows, timing, kick):
             if args.follow_kick:
                 kick.adopt_layer(index, layer)
             timing["compare"] += time.perf_counter() - start
-        if calibrate:
+        if calibrate:  # KICK: for AWQ too, the next inputs come from the compressed layer
             start = time.perf_counter()
             for w in range(0, n, args.forward_batch):
                 outputs[w:w + args.forward_batch] = layer(inputs[w:w + args.forward_batch], cos, sin, mask)

@@ -316,6 +316,8 @@ FewShotPrompt mmlu_prompt(const std::string& header_template, const std::string&
                           const std::vector<MmluExample>& shots, const MmluExample& question, int k,
                           int64_t max_tokens = 0, const TokenCounter& count_tokens = nullptr);
 
+// parts[0] + separator + parts[1] + ... (Python's separator.join(parts)).
+std::string join(const std::vector<std::string>& parts, std::string_view separator);
 // Code-point prefix of UTF-8 text (Python's s[:n]).
 std::string utf8_prefix(std::string_view text, size_t code_points);
 // Python's str.strip() for ASCII whitespace.
