@@ -2,7 +2,8 @@
 # The main job on a fresh machine: set up, build, fetch SmolLM2-135M-Instruct, then compress it (Wanda, 50%
 # unstructured) and measure what that cost: WikiText-2 perplexity, 5-shot MMLU and FreebaseQA for the dense and
 # the compressed model, side by side. By default on a documented subset (8 perplexity windows of 2048 tokens,
-# 2 MMLU questions per subject, 100 FreebaseQA questions: about 5 minutes on 2 cores); --full runs everything.
+# 2 MMLU questions per subject, 100 FreebaseQA questions: about 7 minutes on 2 cores after the build, measured);
+# --full runs everything.
 # Results land in results/main/ (resumable: rerunning skips what is done).
 set -euo pipefail
 cd "$(dirname "$0")/.."
