@@ -1,9 +1,14 @@
 // kick bench runtime: prefill and decode tokens/s of a model next to this machine's GEMM throughput,
 // measured in the same run, reported as a fraction of the GEMM-bound limit.
+// kick bench mmlu: kick's few-shot MMLU scorer (shared prefix cache, batches) against LLM-KICK's way (each
+// whole prompt alone through generate()), on the same questions in the same run, as a ratio.
 #include <cstdio>
 #include <sstream>
 
 #include "common.hpp"
+#include "kick/evaluate.hpp"
+
+#include <functional>
 
 #include <ATen/Parallel.h>
 
@@ -36,6 +41,94 @@ double flops_per_token(const ModelConfig& c, double context) {
   const double head = double(c.hidden_size) * double(c.vocab_size);
   const double attention = 4.0 * double(c.num_heads * c.head_dim) * context;
   return 2.0 * (linear * double(c.num_layers) + head) + attention * double(c.num_layers);
+}
+
+void register_bench_mmlu(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand("mmlu", "few-shot MMLU: kick's prefix-cached batches vs per-question generate (LLM-KICK)");
+  struct Args {
+    ModelArgs model;
+    std::string protocol = eval::kProtocolLlmKick;
+    std::string subjects = "abstract_algebra,high_school_geography,astronomy";
+    int64_t limit = 40;
+    int64_t batch_size = 8;
+    std::string json_out;
+  };
+  auto args = std::make_shared<Args>();
+  add_model_options(*cmd, args->model);
+  cmd->add_option("--protocol", args->protocol, "llm-kick or strict")->capture_default_str();
+  cmd->add_option("--subjects", args->subjects, "comma-separated MMLU subjects")->capture_default_str();
+  cmd->add_option("--limit", args->limit, "first N test questions per subject (0: all)")->capture_default_str();
+  cmd->add_option("--batch-size", args->batch_size, "kick's rows per batch")->capture_default_str();
+  cmd->add_option("--json", args->json_out, "write the figures as JSON");
+  cmd->callback([args] {
+    const eval::TaskSpec spec = eval::load_task("mmlu", args->protocol);
+    const eval::MmluData data = eval::load_mmlu(spec.data_file("data"));
+    std::vector<std::string> subjects;
+    std::stringstream list(args->subjects);
+    for (std::string s; std::getline(list, s, ',');) {
+      if (!data.test.count(s)) fail("--subjects: no MMLU subject '{}' in {}", s, spec.data_file("data").string());
+      subjects.push_back(s);
+    }
+    if (subjects.empty()) fail("--subjects: none given");
+    if (args->batch_size < 1) fail("--batch-size: expected >= 1, got {}", args->batch_size);
+    Model model = load_model(args->model);
+    struct Method {
+      const char* name;
+      std::function<std::vector<eval::MmluPrediction>(const std::vector<eval::MmluExample>&,
+                                                       const std::vector<eval::MmluExample>&)>
+          run;
+      double seconds = 0;
+      int64_t correct = 0;
+      std::vector<char> predicted;
+    };
+    std::vector<Method> methods = {
+        {"kick (prefix cache, batched)",
+         [&](const auto& shots, const auto& qs) { return eval::score_mmlu_subject(model, spec, shots, qs, args->batch_size, true); },
+         0, 0, {}},
+        {"kick without prefix cache",
+         [&](const auto& shots, const auto& qs) { return eval::score_mmlu_subject(model, spec, shots, qs, args->batch_size, false); },
+         0, 0, {}},
+        {"per-question (LLM-KICK's way)",
+         [&](const auto& shots, const auto& qs) { return eval::score_mmlu_subject_per_question(model, spec, shots, qs); },
+         0, 0, {}},
+    };
+    int64_t questions = 0;
+    for (const auto& subject : subjects) {
+      const auto& test = data.test.at(subject);
+      const auto n = args->limit > 0 ? std::min<size_t>(test.size(), static_cast<size_t>(args->limit)) : test.size();
+      const std::vector<eval::MmluExample> qs(test.begin(), test.begin() + static_cast<long>(n));
+      const auto& dev = data.dev.at(subject);
+      const std::vector<eval::MmluExample> shots(dev.begin(), dev.begin() + std::min<long>(spec.few_shot.k, static_cast<long>(dev.size())));
+      questions += static_cast<int64_t>(n);
+      for (auto& m : methods) {
+        const double t0 = monotonic_seconds();
+        const auto predictions = m.run(shots, qs);
+        m.seconds += monotonic_seconds() - t0;
+        for (size_t i = 0; i < n; ++i) {
+          m.predicted.push_back(predictions[i].predicted);
+          m.correct += predictions[i].predicted == qs[i].answer;
+        }
+      }
+      std::fprintf(stderr, "bench mmlu: %s (%zu questions) done\n", subject.c_str(), n);
+    }
+    const Method& reference = methods.back();
+    nlohmann::json report = {{"model", args->model.model}, {"protocol", args->protocol}, {"subjects", subjects},
+                             {"questions", questions}, {"threads", at::get_num_threads()}, {"dtype", args->model.dtype},
+                             {"batch_size", args->batch_size}, {"methods", nlohmann::json::array()}};
+    std::printf("%-32s %9s %10s %9s %12s %10s\n", "method", "seconds", "questions/s", "accuracy", "same letter", "speed-up");
+    for (const auto& m : methods) {
+      int64_t same = 0;
+      for (size_t i = 0; i < m.predicted.size(); ++i) same += m.predicted[i] == reference.predicted[i];
+      const double speedup = reference.seconds / m.seconds;
+      std::printf("%-32s %9.1f %10.2f %9.4f %6lld/%-5lld %9.2fx\n", m.name, m.seconds, double(questions) / m.seconds,
+                  double(m.correct) / double(questions), (long long)same, (long long)questions, speedup);
+      report["methods"].push_back({{"method", m.name}, {"seconds", m.seconds}, {"questions_per_s", double(questions) / m.seconds},
+                                   {"accuracy", double(m.correct) / double(questions)}, {"same_letter_as_reference", same},
+                                   {"speedup_over_reference", speedup}});
+    }
+    std::printf("speed-up = per-question seconds / method seconds, same questions, same run\n");
+    if (!args->json_out.empty()) write_file_atomically(args->json_out, report.dump(2) + "\n");
+  });
 }
 
 }  // namespace
@@ -122,6 +215,7 @@ void register_bench(CLI::App& app) {
     std::printf("limit = GEMM GFLOP/s / FLOPs per token (2 x linear params incl. head + attention at the measured context)\n");
     if (!args->json_out.empty()) write_file_atomically(args->json_out, report.dump(2) + "\n");
   });
+  register_bench_mmlu(*bench);
 }
 
 }  // namespace kick::app

@@ -70,7 +70,13 @@ void register_evaluate(CLI::App& app) {
     if (specs.empty()) fail("--task: no task named");
     if (!args->judge_url.empty() && !args->judge_local.empty()) fail("--judge-url and --judge-local: give one judge");
     const bool judged = !args->judge_url.empty() || !args->judge_local.empty();
-    if (judged && args->judge_reference.empty()) fail("--judge-reference: a judge compares against a reference run's answers");
+    for (const auto& spec : specs) {
+      for (const auto& m : spec.metrics) {
+        if (judged && args->judge_reference.empty() && (m == "judge_pairwise_llmkick" || m == "judge_summary_aspects")) {
+          fail("--judge-reference: {} ({}) compares against a reference run's answers; give that run's folder", m, spec.name);
+        }
+      }
+    }
     Model model = load_model(args->model);
     std::optional<Model> judge_model;
     std::unique_ptr<eval::Judge> judge;

@@ -208,8 +208,8 @@ void configure_threads(int n) {
   at::set_num_threads(n);
 }
 
-std::string git_revision() { return KICK_GIT_REVISION; }
-std::string version_string() { return fmt::format("{} (git {})", KICK_VERSION, KICK_GIT_REVISION); }
+// git_revision() is defined in the generated git_revision.cpp (cmake/git_revision.cmake).
+std::string version_string() { return fmt::format("{} (git {})", KICK_VERSION, git_revision()); }
 
 at::Device parse_device(const std::string& name) {
   if (name == "cpu") return at::Device(at::kCPU);

@@ -326,7 +326,7 @@ std::string format_named(std::string_view tmpl, const std::map<std::string, std:
 namespace {
 
 const std::set<std::string>& reply_formats() {
-  static const std::set<std::string> formats = {"llmkick_summary", "llmkick_pair"};
+  static const std::set<std::string> formats = {"llmkick_summary", "llmkick_pair", "rating"};
   return formats;
 }
 
@@ -389,9 +389,11 @@ JudgePrompt parse_judge_prompt(const std::string& yaml_text, const std::string& 
   } catch (const YAML::Exception& e) {
     fail("{}:{}: {}", file, e.mark.line + 1, e.msg);
   }
-  if (!reply_formats().count(p.reply)) fail("{}: reply: '{}' is not llmkick_summary or llmkick_pair", file, p.reply);
+  if (!reply_formats().count(p.reply)) fail("{}: reply: '{}' is not llmkick_summary, llmkick_pair or rating", file, p.reply);
   // Every field in the template must be a variable or a default: checked once, here.
-  format_named(p.user_template, {{"question", ""}, {"answer_1", ""}, {"answer_2", ""}}, p.defaults, file + ": template");
+  std::map<std::string, std::string> variables;
+  for (const auto& name : judge_prompt_variables()) variables[name] = "";
+  format_named(p.user_template, variables, p.defaults, file + ": template");
   return p;
 }
 
@@ -407,11 +409,22 @@ JudgePrompt load_judge_prompt(const std::string& name, const std::filesystem::pa
   return p;
 }
 
+const std::vector<std::string>& judge_prompt_variables() {
+  static const std::vector<std::string> names = {"question", "answer", "answer_1", "answer_2", "question_1", "question_2"};
+  return names;
+}
+
+JudgeRequest render_judge_prompt(const JudgePrompt& prompt, const std::map<std::string, std::string>& vars) {
+  for (const auto& [name, value] : vars) {
+    const auto& known = judge_prompt_variables();
+    if (std::find(known.begin(), known.end(), name) == known.end()) fail("{}: '{}' is not a judge prompt variable", prompt.file, name);
+  }
+  return {prompt.system, format_named(prompt.user_template, vars, prompt.defaults, prompt.file + ": template")};
+}
+
 JudgeRequest render_judge_prompt(const JudgePrompt& prompt, const std::string& question, const std::string& answer_1,
                                  const std::string& answer_2) {
-  return {prompt.system, format_named(prompt.user_template,
-                                      {{"question", question}, {"answer_1", answer_1}, {"answer_2", answer_2}},
-                                      prompt.defaults, prompt.file + ": template")};
+  return render_judge_prompt(prompt, {{"question", question}, {"answer_1", answer_1}, {"answer_2", answer_2}});
 }
 
 std::string llmkick_mt_judge_for_category(const std::string& category) {

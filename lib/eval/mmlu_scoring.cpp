@@ -2,7 +2,8 @@
 // same for every question of a subject, so their KV cache is computed once and copied into each batch; a
 // batch then runs only the questions' own tokens, right-padded, and reads the next-token distribution at
 // each row's last real token. Both protocols come from that one distribution: llm-kick's generated letter
-// (its greedy token, decoded) and strict's log-likelihood of " A".." D".
+// (its greedy token, decoded) and strict's log-likelihood of " A".." D". Beside it, the naive reference:
+// LLM-KICK's own way, one whole prompt at a time through generate() (tests and `kick bench mmlu` compare them).
 #include <algorithm>
 #include <numeric>
 
@@ -55,6 +56,56 @@ Tensor last_token_logprobs(const Model& model, const KVCache* prefix_cache, int6
   return at::log_softmax(model.head(diagonal).squeeze(1), -1).to(at::kCPU);
 }
 
+// Every question's whole prompt (shots dropped against the task's budget or the model's context, whichever is
+// smaller), the one-token continuations " A".." D", and which protocol's letter rule applies.
+struct SubjectPrompts {
+  std::vector<PreparedQuestion> questions;
+  std::array<int32_t, 4> choice_tokens{};
+  bool llmkick_letter = false;
+};
+
+SubjectPrompts prepare_subject(const Model& model, const TaskSpec& task, const std::vector<MmluExample>& shots,
+                               const std::vector<MmluExample>& questions) {
+  const Tokenizer& tokenizer = model.tokenizer();
+  const bool bos = tokenizer.add_bos_default();
+  SubjectPrompts out;
+  out.llmkick_letter = task.option("scoring", task.protocol == kProtocolLlmKick ? "generate" : "loglikelihood") == "generate";
+  for (size_t c = 0; c < 4; ++c) {
+    auto ids = tokenizer.encode(kChoiceContinuations[c], false, false);
+    if (ids.size() != 1) {
+      fail("mmlu: the continuation \"{}\" is {} tokens for this tokenizer; letter scoring needs one", kChoiceContinuations[c],
+           ids.size());
+    }
+    out.choice_tokens[c] = ids[0];
+  }
+  TaskSpec spec = task;
+  const int64_t budget = task.few_shot.max_prompt_tokens > 0
+                             ? std::min<int64_t>(task.few_shot.max_prompt_tokens, model.config().max_position - 1)
+                             : model.config().max_position - 1;
+  spec.few_shot.max_prompt_tokens = budget;
+  TokenCounter count = [&](const std::string& text) { return tokenizer.encode(text, bos, false).size(); };
+  out.questions.resize(questions.size());
+  for (size_t i = 0; i < questions.size(); ++i) {
+    FewShotPrompt prompt = render_mmlu_prompt(spec, shots, questions[i], count);
+    if (!prompt.fits) fail("mmlu: {}: the question alone exceeds {} tokens", questions[i].source, budget);
+    out.questions[i].ids = tokenizer.encode(prompt.text, bos, false);
+    out.questions[i].shots = prompt.shots;
+  }
+  return out;
+}
+
+// One row's prediction from its next-token log-probabilities [V].
+void read_prediction(const SubjectPrompts& subject, const Tokenizer& tokenizer, const Tensor& logprobs, MmluPrediction& p) {
+  auto access = logprobs.accessor<float, 1>();
+  for (size_t c = 0; c < 4; ++c) p.logprobs[c] = access[subject.choice_tokens[c]];
+  if (subject.llmkick_letter) {
+    const auto greedy = static_cast<int32_t>(logprobs.argmax().item<int64_t>());
+    p.predicted = mmlu_letter_llmkick(tokenizer.decode({greedy})).value_or(0);
+  } else {
+    p.predicted = static_cast<char>('A' + (std::max_element(p.logprobs.begin(), p.logprobs.end()) - p.logprobs.begin()));
+  }
+}
+
 }  // namespace
 
 std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpec& task,
@@ -62,40 +113,18 @@ std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpe
                                                const std::vector<MmluExample>& questions, int64_t batch_size,
                                                bool reuse_prefix) {
   at::NoGradGuard no_grad;
-  const Tokenizer& tokenizer = model.tokenizer();
-  const bool bos = tokenizer.add_bos_default();
-  const bool llmkick_letter = task.option("scoring", task.protocol == kProtocolLlmKick ? "generate" : "loglikelihood") ==
-                              "generate";
-  std::array<int32_t, 4> choice_tokens{};
-  for (size_t c = 0; c < 4; ++c) {
-    auto ids = tokenizer.encode(kChoiceContinuations[c], false, false);
-    if (ids.size() != 1) {
-      fail("mmlu: the continuation \"{}\" is {} tokens for this tokenizer; letter scoring needs one", kChoiceContinuations[c],
-           ids.size());
-    }
-    choice_tokens[c] = ids[0];
-  }
-  // Shots are dropped against the task's budget or the model's context, whichever is smaller.
-  TaskSpec spec = task;
-  const int64_t budget = task.few_shot.max_prompt_tokens > 0
-                             ? std::min<int64_t>(task.few_shot.max_prompt_tokens, model.config().max_position - 1)
-                             : model.config().max_position - 1;
-  spec.few_shot.max_prompt_tokens = budget;
-  TokenCounter count = [&](const std::string& text) { return tokenizer.encode(text, bos, false).size(); };
+  SubjectPrompts subject = prepare_subject(model, task, shots, questions);
+  auto& prepared = subject.questions;
+  const int full_shots = std::min<int>(task.few_shot.k, static_cast<int>(shots.size()));
 
-  // Every question's prompt. The cached prefix is the longest run of leading TOKENS that all full-shot prompts
-  // share (at least one token of each prompt left over): cutting at the text boundary instead would not do, as a
-  // byte-level BPE tokenizes the "\n\n" ending the shots differently when the question follows.
-  std::vector<PreparedQuestion> prepared(questions.size());
+  // The cached prefix is the longest run of leading TOKENS that all full-shot prompts share (at least one token
+  // of each prompt left over): cutting at the text boundary instead would not do, as a byte-level BPE tokenizes
+  // the "\n\n" ending the shots differently when the question follows.
   std::vector<int32_t> prefix_ids;
   bool first = true;
-  for (size_t i = 0; i < questions.size(); ++i) {
-    FewShotPrompt prompt = render_mmlu_prompt(spec, shots, questions[i], count);
-    if (!prompt.fits) fail("mmlu: {}: the question alone exceeds {} tokens", questions[i].source, budget);
-    prepared[i].ids = tokenizer.encode(prompt.text, bos, false);
-    prepared[i].shots = prompt.shots;
-    if (!reuse_prefix || prompt.shots != spec.few_shot.k || prompt.shots == 0) continue;
-    const auto& ids = prepared[i].ids;
+  for (auto& question : prepared) {
+    if (!reuse_prefix || question.shots != full_shots || question.shots == 0) continue;
+    const auto& ids = question.ids;
     if (first) {
       prefix_ids.assign(ids.begin(), ids.end() - 1);
       first = false;
@@ -133,19 +162,36 @@ std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpe
     Tensor logprobs = reuse ? last_token_logprobs(model, &*prefix_cache, static_cast<int64_t>(prefix_ids.size()), rows,
                                                   prefix_ids.size())
                             : last_token_logprobs(model, nullptr, 0, rows, 0);
-    auto access = logprobs.accessor<float, 2>();
     for (size_t b = 0; b < members.size(); ++b) {
       MmluPrediction& p = out[members[b]];
       p.shots = prepared[members[b]].shots;
       p.prefix_reused = reuse;
-      for (size_t c = 0; c < 4; ++c) p.logprobs[c] = access[static_cast<int64_t>(b)][choice_tokens[c]];
-      if (llmkick_letter) {
-        const int32_t greedy = static_cast<int32_t>(logprobs[static_cast<int64_t>(b)].argmax().item<int64_t>());
-        p.predicted = mmlu_letter_llmkick(tokenizer.decode({greedy})).value_or(0);
-      } else {
-        p.predicted = static_cast<char>('A' + (std::max_element(p.logprobs.begin(), p.logprobs.end()) - p.logprobs.begin()));
-      }
+      read_prediction(subject, model.tokenizer(), logprobs[static_cast<int64_t>(b)], p);
     }
+  }
+  return out;
+}
+
+std::vector<MmluPrediction> score_mmlu_subject_per_question(const Model& model, const TaskSpec& task,
+                                                            const std::vector<MmluExample>& shots,
+                                                            const std::vector<MmluExample>& questions) {
+  at::NoGradGuard no_grad;
+  const SubjectPrompts subject = prepare_subject(model, task, shots, questions);
+  std::vector<MmluPrediction> out(questions.size());
+  SamplingOptions greedy;
+  greedy.max_new_tokens = 1;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const auto& ids = subject.questions[i].ids;
+    MmluPrediction& p = out[i];
+    p.shots = subject.questions[i].shots;
+    if (subject.llmkick_letter) {
+      // LLM-KICK's generate(max_length = prompt + 1): the letter of the one token generate() picks.
+      p.predicted = mmlu_letter_llmkick(generate(model, {ids}, greedy).at(0).text).value_or(0);
+      continue;
+    }
+    auto input = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1});
+    const Tensor logits = model.forward_last(input.to(model.options().device), nullptr).view({-1});
+    read_prediction(subject, model.tokenizer(), at::log_softmax(logits.to(at::kFloat), -1).to(at::kCPU), p);
   }
   return out;
 }

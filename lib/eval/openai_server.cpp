@@ -214,6 +214,9 @@ struct OpenAIServer::Impl {
                            .value_or(optional_integer(request, "max_completion_tokens", 1).value_or(options.default_max_tokens));
     s.temperature = optional_number(request, "temperature", 0.0, 2.0, false).value_or(0.0);
     s.top_p = optional_number(request, "top_p", 0.0, 1.0, true).value_or(1.0);
+    // top_k is not OpenAI's, but vLLM's and llama.cpp's servers take it, and LLM-KICK's sampling (transformers'
+    // default top_k = 50) needs it to be reproduced through a server. 0 or absent: off.
+    s.top_k = optional_integer(request, "top_k", 0).value_or(0);
     if (auto seed = field(request, "seed")) {
       if (!seed->is_number_integer()) reject(fmt::format("seed: expected an integer, got {}", type_name(*seed)), "seed");
       s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());

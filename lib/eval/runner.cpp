@@ -92,6 +92,7 @@ std::vector<GenerationItem> generation_items(const TaskSpec& spec, const Model& 
       const auto& ins = (*instructions)[i];
       GenerationItem item{std::to_string(ins.question_id), "", render_instruction_prompt(spec, ins, 0), ins.reference,
                           {{"category", ins.category}, {"question", ins.turns[0]}}, {}};
+      if (ins.turns.size() > 1) item.meta["questions"] = ins.turns;  // the judge's second-turn prompt quotes them
       for (size_t turn = 1; turn < ins.turns.size(); ++turn) item.later_turns.push_back(render_instruction_prompt(spec, ins, turn));
       items.push_back(std::move(item));
     }
@@ -254,74 +255,123 @@ bool has_judge_metric(const TaskSpec& spec) {
   return std::any_of(spec.metrics.begin(), spec.metrics.end(), [](const std::string& m) { return metric(m).kind == "judge"; });
 }
 
-// The judge prompt for one record and how its reply reads: LLM-KICK's summary reviewer (four aspect pairs) or its
-// mt_conversation reviewers chosen by category (one pair).
+// The judge prompt for one record and how its reply reads: LLM-KICK's summary reviewer (four aspect pairs), its
+// mt_conversation reviewers chosen by category (one pair), or FastChat's single-answer grader (one rating).
 std::string judge_prompt_name(const std::string& metric_name, const nlohmann::json& record) {
   if (metric_name == "judge_summary_aspects") return "llmkick_summary";
   if (metric_name == "judge_pairwise_llmkick") return llmkick_mt_judge_for_category(record["meta"].value("category", ""));
-  fail("metric {}: kick ships no judge prompt for it yet (judge_summary_aspects and judge_pairwise_llmkick are judged)",
-       metric_name);
+  if (metric_name == "judge_rating") return "fastchat_single";
+  fail("metric {}: kick ships no judge prompt for it", metric_name);
+}
+
+// One judge request: the example it belongs to and the score names its reply fills.
+struct JudgeJob {
+  std::string id;
+  std::string reply_format;
+  std::string score_suffix;  // "" or "_turn2" (MT-Bench's second turn under judge_rating)
+};
+
+// Reads one reply into `scores`; returns why it could not be read ("" when it could).
+std::string read_judge_reply(const JudgeJob& job, const std::string& text, nlohmann::json& scores) {
+  if (job.reply_format == "llmkick_summary") {
+    auto parsed = parse_judge_summary_llmkick(text);
+    if (!parsed.ok()) return parsed.error;
+    for (const auto& [aspect, pair] : *parsed.value) {
+      scores["judge_" + aspect + "_reference"] = pair.first;
+      scores["judge_" + aspect] = pair.second;
+    }
+  } else if (job.reply_format == "rating") {
+    auto parsed = parse_judge_rating(text);
+    if (!parsed.ok()) return parsed.error;
+    scores["judge_rating" + (job.score_suffix.empty() ? std::string("_turn1") : job.score_suffix)] = *parsed.value;
+  } else {
+    auto parsed = parse_judge_pair_llmkick(text);
+    if (!parsed.ok()) return parsed.error;
+    scores["judge_reference"] = parsed.value->first;
+    scores["judge"] = parsed.value->second;
+  }
+  return "";
 }
 
 // Judges every generated record that has no judgement yet; judgements go to their own log beside the
 // generations, so a resumed run re-asks only what was never answered. A failed request or an unreadable reply
-// is recorded as failed, with the raw reply, and counts against the exit status.
+// is recorded as failed, with the raw reply, and counts against the exit status. Pairwise metrics need the
+// reference run's answer to the same example; judge_rating grades each answer alone (both MT-Bench turns).
 void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, const ResultsLog& generations,
                ResultsLog& judged) {
   std::string metric_name;
   for (const auto& m : spec.metrics) {
     if (metric(m).kind == "judge") metric_name = m;
   }
-  const auto reference_path = options.judge_reference / fmt::format("{}.{}", spec.name, spec.protocol) /
-                              fmt::format("seed{}.jsonl", seed);
-  if (!std::filesystem::exists(reference_path)) {
-    fail("judge reference {}: not found (run the reference model, e.g. the dense one, into that folder first)",
-         reference_path.string());
+  const bool pairwise = metric_name != "judge_rating";
+  std::optional<ResultsLog> reference;
+  std::filesystem::path reference_path;
+  if (pairwise) {
+    reference_path = options.judge_reference / fmt::format("{}.{}", spec.name, spec.protocol) / fmt::format("seed{}.jsonl", seed);
+    if (options.judge_reference.empty() || !std::filesystem::exists(reference_path)) {
+      fail("judge reference {}: not found ({} compares two answers: run the reference model, e.g. the dense one, into "
+           "that folder first and pass it as --judge-reference)",
+           reference_path.string(), metric_name);
+    }
+    reference.emplace(reference_path);
   }
-  ResultsLog reference(reference_path);
-  std::vector<std::string> ids;
+  std::vector<JudgeJob> jobs;
   std::vector<JudgeRequest> requests;
-  std::vector<std::string> formats;
   for (const auto& [id, record] : generations.records()) {
     if (judged.has(id)) continue;
-    const auto ref = reference.records().find(id);
-    if (ref == reference.records().end()) fail("{}: no reference answer for example {}", reference_path.string(), id);
     const JudgePrompt prompt = load_judge_prompt(judge_prompt_name(metric_name, record));
-    requests.push_back(render_judge_prompt(prompt, record["meta"].value("question", record.value("prompt", "")),
-                                           ref->second.at("output").get<std::string>(), record.at("output").get<std::string>()));
-    formats.push_back(prompt.reply);
-    ids.push_back(id);
+    const std::string question = record["meta"].value("question", record.value("prompt", ""));
+    const std::string answer = record.at("output").get<std::string>();
+    if (pairwise) {
+      const auto ref = reference->records().find(id);
+      if (ref == reference->records().end()) fail("{}: no reference answer for example {}", reference_path.string(), id);
+      requests.push_back(render_judge_prompt(prompt, question, ref->second.at("output").get<std::string>(), answer));
+      jobs.push_back({id, prompt.reply, ""});
+      continue;
+    }
+    requests.push_back(render_judge_prompt(prompt, {{"question", question}, {"answer", answer}}));
+    jobs.push_back({id, prompt.reply, ""});
+    const auto& questions = record["meta"].value("questions", nlohmann::json::array());
+    if (record.contains("turns") && record["turns"].size() >= 2 && questions.size() >= 2) {
+      const JudgePrompt second = load_judge_prompt("fastchat_single_multi_turn");
+      requests.push_back(render_judge_prompt(second, {{"question_1", questions[0].get<std::string>()},
+                                                      {"answer_1", record["turns"][0].get<std::string>()},
+                                                      {"question_2", questions[1].get<std::string>()},
+                                                      {"answer_2", record["turns"][1].get<std::string>()}}));
+      jobs.push_back({id, second.reply, "_turn2"});
+    }
   }
   if (requests.empty()) return;
-  Progress progress(fmt::format("{} judge", spec.name), static_cast<int64_t>(requests.size()), "answers");
+  Progress progress(fmt::format("{} judge", spec.name), static_cast<int64_t>(requests.size()), "requests");
   const auto replies = options.judge->complete_all(requests, std::max<size_t>(1, options.judge_concurrency));
+  // One judged record per example, in the order its requests were made.
   std::vector<nlohmann::json> records;
-  for (size_t i = 0; i < replies.size(); ++i) {
-    nlohmann::json scores = nlohmann::json::object();
-    std::string error = replies[i].ok ? "" : "request failed: " + replies[i].error;
-    if (replies[i].ok && formats[i] == "llmkick_summary") {
-      auto parsed = parse_judge_summary_llmkick(replies[i].text);
-      if (parsed.ok()) {
-        for (const auto& [aspect, pair] : *parsed.value) {
-          scores["judge_" + aspect + "_reference"] = pair.first;
-          scores["judge_" + aspect] = pair.second;
-        }
-      } else {
-        error = parsed.error;
-      }
-    } else if (replies[i].ok) {
-      auto parsed = parse_judge_pair_llmkick(replies[i].text);
-      if (parsed.ok()) {
-        scores["judge_reference"] = parsed.value->first;
-        scores["judge"] = parsed.value->second;
-      } else {
-        error = parsed.error;
-      }
+  for (size_t i = 0; i < replies.size();) {
+    nlohmann::json scores = nlohmann::json::object(), texts = nlohmann::json::array();
+    std::vector<std::string> errors;
+    int64_t attempts = 0;
+    const std::string id = jobs[i].id;
+    for (; i < replies.size() && jobs[i].id == id; ++i) {
+      texts.push_back(replies[i].text);
+      attempts += replies[i].attempts;
+      const std::string error = replies[i].ok ? read_judge_reply(jobs[i], replies[i].text, scores)
+                                              : "request failed: " + replies[i].error;
+      if (!error.empty()) errors.push_back(jobs[i].score_suffix.empty() ? error : jobs[i].score_suffix.substr(1) + ": " + error);
+      progress.update(static_cast<int64_t>(i + 1));
     }
-    records.push_back({{"id", ids[i]}, {"judge", options.judge->describe()}, {"reply", replies[i].text},
-                       {"attempts", replies[i].attempts}, {"failed", !error.empty()}, {"error", error},
-                       {"scores", scores}});
-    progress.update(static_cast<int64_t>(i + 1));
+    if (jobs[i - 1].reply_format == "rating" && errors.empty()) {
+      // FastChat's MT-Bench score: the mean over the turns graded.
+      double sum = 0;
+      int turns = 0;
+      for (const auto& [name, value] : scores.items()) {
+        if (name.rfind("judge_rating_turn", 0) == 0) sum += value.get<double>(), ++turns;
+      }
+      scores["judge_rating"] = sum / turns;
+    }
+    std::string error;
+    for (const auto& e : errors) error += (error.empty() ? "" : "; ") + e;
+    records.push_back({{"id", id}, {"judge", options.judge->describe()}, {"reply", texts.size() == 1 ? texts[0] : texts},
+                       {"attempts", attempts}, {"failed", !error.empty()}, {"error", error}, {"scores", scores}});
   }
   judged.append(records);
   progress.finish();

@@ -69,21 +69,6 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Runs `fn` expecting a kick::Error whose single-line message contains every keyword.
-template <typename Fn>
-void require_error(Fn&& fn, const std::vector<std::string>& keywords) {
-  try {
-    fn();
-  } catch (const kick::Error& e) {
-    const std::string message = e.what();
-    INFO(message);
-    CHECK(message.find('\n') == std::string::npos);
-    for (const auto& k : keywords) CHECK_THAT(message, Contains(k));
-    return;
-  }
-  FAIL("expected a kick::Error containing " << keywords.front());
-}
-
 std::string qa_digest(const std::vector<ke::QaExample>& examples, bool with_passages) {
   Digest d;
   for (const auto& e : examples) {
@@ -240,26 +225,26 @@ TEST_CASE("MMLU: a hand-made folder with every CSV quirk", "[eval-data]") {
 }
 
 TEST_CASE("MMLU: bad rows and files are one-line errors naming the file and line", "[eval-data]") {
-  require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_bad_fields.csv"), "x"); },
+  kick::test::require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_bad_fields.csv"), "x"); },
                 {"data_mmlu_bad_fields.csv:3", "expected 6 fields", "got 5"});
-  require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_bad_answer.csv"), "x"); },
+  kick::test::require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_bad_answer.csv"), "x"); },
                 {"data_mmlu_bad_answer.csv:2", "one of A, B, C, D", "'E'"});
-  require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_unterminated.csv"), "x"); },
+  kick::test::require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_unterminated.csv"), "x"); },
                 {"data_mmlu_unterminated.csv:2", "unterminated quoted field"});
-  require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_stray_quote.csv"), "x"); },
+  kick::test::require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_stray_quote.csv"), "x"); },
                 {"data_mmlu_stray_quote.csv:1", "after a closing quote"});
-  require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_empty.csv"), "x"); },
+  kick::test::require_error([] { ke::load_mmlu_csv(eval_fixture("data_mmlu_empty.csv"), "x"); },
                 {"data_mmlu_empty.csv", "empty file"});
-  require_error([] { ke::load_mmlu_csv(eval_fixture("no_such_file.csv"), "x"); },
+  kick::test::require_error([] { ke::load_mmlu_csv(eval_fixture("no_such_file.csv"), "x"); },
                 {"no_such_file.csv", "file not found"});
-  require_error([] { ke::load_mmlu(eval_fixture("no_such_mmlu")); }, {"no_such_mmlu", "folder not found"});
+  kick::test::require_error([] { ke::load_mmlu(eval_fixture("no_such_mmlu")); }, {"no_such_mmlu", "folder not found"});
 
   // A subject whose dev file is missing.
   const fs::path dir = kick::test::scratch_dir("eval_data_mmlu_missing_dev");
   fs::create_directories(dir / "test");
   fs::create_directories(dir / "dev");
   fs::copy_file(eval_fixture("data_mmlu_mini/test/alpha_test.csv"), dir / "test" / "alpha_test.csv");
-  require_error([&] { ke::load_mmlu(dir); }, {"alpha_dev.csv", "file not found"});
+  kick::test::require_error([&] { ke::load_mmlu(dir); }, {"alpha_dev.csv", "file not found"});
 }
 
 // ------------------------------------------------------------------------------------------- FreebaseQA
@@ -312,9 +297,9 @@ TEST_CASE("FreebaseQA: a hand-made text file and its errors", "[eval-data]") {
   // Starts with a quoted title but is not one quoted field: kept as written.
   CHECK(examples[3].question == "\"Dirty Harry\" Callahan is a cop in what city?");
   CHECK(ends_with(examples[3].source, ":6"));
-  require_error([] { ke::load_freebaseqa_txt(eval_fixture("data_freebaseqa_bad.txt")); },
+  kick::test::require_error([] { ke::load_freebaseqa_txt(eval_fixture("data_freebaseqa_bad.txt")); },
                 {"data_freebaseqa_bad.txt:3", "expected 'question | answer '", "no separator here"});
-  require_error([] { ke::load_freebaseqa_txt(eval_fixture("data_mmlu_empty.csv")); }, {"empty file"});
+  kick::test::require_error([] { ke::load_freebaseqa_txt(eval_fixture("data_mmlu_empty.csv")); }, {"empty file"});
 }
 
 TEST_CASE("FreebaseQA: v1.0 JSON (hand-made in the released schema)", "[eval-data]") {
@@ -329,19 +314,19 @@ TEST_CASE("FreebaseQA: v1.0 JSON (hand-made in the released schema)", "[eval-dat
   CHECK(examples[1].reference_answers == std::vector<std::string>{"nile", "river nile"});
   CHECK(examples[1].passages.empty());
 
-  require_error([] { ke::load_freebaseqa_json(eval_fixture("data_freebaseqa_missing_field.json")); },
+  kick::test::require_error([] { ke::load_freebaseqa_json(eval_fixture("data_freebaseqa_missing_field.json")); },
                 {"data_freebaseqa_missing_field.json:Questions[1]", "missing field \"RawQuestion\""});
-  require_error([] { ke::load_freebaseqa_json(eval_fixture("data_freebaseqa_wrong_type.json")); },
+  kick::test::require_error([] { ke::load_freebaseqa_json(eval_fixture("data_freebaseqa_wrong_type.json")); },
                 {"data_freebaseqa_wrong_type.json:Questions[1].Parses[0].Answers[0]", "\"AnswersName\"",
                  "must be an array of strings", "got string"});
   const fs::path dir = kick::test::scratch_dir("eval_data_freebaseqa_json");
   write_bytes(dir / "broken.json", "{\"Questions\": [");
-  require_error([&] { ke::load_freebaseqa_json(dir / "broken.json"); }, {"broken.json", "invalid JSON"});
+  kick::test::require_error([&] { ke::load_freebaseqa_json(dir / "broken.json"); }, {"broken.json", "invalid JSON"});
   write_bytes(dir / "no_parses.json", R"({"Questions": [{"Question-ID": "q", "RawQuestion": "r", "Parses": []}]})");
-  require_error([&] { ke::load_freebaseqa_json(dir / "no_parses.json"); },
+  kick::test::require_error([&] { ke::load_freebaseqa_json(dir / "no_parses.json"); },
                 {"no_parses.json:Questions[0]", "\"Parses\" is empty"});
   write_bytes(dir / "not_object.json", "[1, 2]");
-  require_error([&] { ke::load_freebaseqa_json(dir / "not_object.json"); }, {"not_object.json", "expected a JSON object"});
+  kick::test::require_error([&] { ke::load_freebaseqa_json(dir / "not_object.json"); }, {"not_object.json", "expected a JSON object"});
 }
 
 // ------------------------------------------------------------------------------------------- NQ-open and gzip
@@ -388,7 +373,7 @@ TEST_CASE("NQ-open: hand-made gzip fixtures with one and two members", "[eval-da
   CHECK(qa_digest(two, true) == qa_digest(small, true));
   CHECK(ke::read_gzip_file(eval_fixture("data_nq_two_members.jsonl.gz")) ==
         ke::read_gzip_file(eval_fixture("data_nq_small.jsonl.gz")));
-  require_error([] { ke::load_nq_open(eval_fixture("data_nq_bad_answers.jsonl.gz")); },
+  kick::test::require_error([] { ke::load_nq_open(eval_fixture("data_nq_bad_answers.jsonl.gz")); },
                 {"data_nq_bad_answers.jsonl.gz:2", "\"answers\"", "must be an array of strings"});
 }
 
@@ -404,24 +389,24 @@ TEST_CASE("gzip: zero padding passes and truncated or corrupt or empty or plain 
   CHECK(ke::read_gzip_file(dir / "padded.gz") == text);
 
   write_bytes(dir / "cut_trailer.gz", good.substr(0, good.size() - 6));
-  require_error([&] { ke::read_gzip_file(dir / "cut_trailer.gz"); }, {"cut_trailer.gz", "truncated"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir / "cut_trailer.gz"); }, {"cut_trailer.gz", "truncated"});
   write_bytes(dir / "cut_half.gz", good.substr(0, good.size() / 2));
-  require_error([&] { ke::read_gzip_file(dir / "cut_half.gz"); }, {"cut_half.gz", "truncated"});
-  require_error([&] { ke::load_nq_open(dir / "cut_half.gz"); }, {"cut_half.gz", "truncated"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir / "cut_half.gz"); }, {"cut_half.gz", "truncated"});
+  kick::test::require_error([&] { ke::load_nq_open(dir / "cut_half.gz"); }, {"cut_half.gz", "truncated"});
 
   std::string bad_crc = good;
   bad_crc[bad_crc.size() - 8] = static_cast<char>(bad_crc[bad_crc.size() - 8] ^ 0x5a);
   write_bytes(dir / "bad_crc.gz", bad_crc);
-  require_error([&] { ke::read_gzip_file(dir / "bad_crc.gz"); }, {"bad_crc.gz", "corrupt gzip data"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir / "bad_crc.gz"); }, {"bad_crc.gz", "corrupt gzip data"});
 
   write_bytes(dir / "garbage_after.gz", good + "not a gzip member");
-  require_error([&] { ke::read_gzip_file(dir / "garbage_after.gz"); }, {"garbage_after.gz", "corrupt gzip data"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir / "garbage_after.gz"); }, {"garbage_after.gz", "corrupt gzip data"});
   write_bytes(dir / "plain.gz", "{\"question\": \"not compressed\"}\n");
-  require_error([&] { ke::read_gzip_file(dir / "plain.gz"); }, {"plain.gz", "corrupt gzip data"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir / "plain.gz"); }, {"plain.gz", "corrupt gzip data"});
   write_bytes(dir / "empty.gz", "");
-  require_error([&] { ke::read_gzip_file(dir / "empty.gz"); }, {"empty.gz", "empty file"});
-  require_error([&] { ke::read_gzip_file(dir / "missing.gz"); }, {"missing.gz", "file not found"});
-  require_error([&] { ke::read_gzip_file(dir); }, {"eval_data_gzip", "is a folder"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir / "empty.gz"); }, {"empty.gz", "empty file"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir / "missing.gz"); }, {"missing.gz", "file not found"});
+  kick::test::require_error([&] { ke::read_gzip_file(dir); }, {"eval_data_gzip", "is a folder"});
 }
 
 // ------------------------------------------------------------------------------------------- TriviaQA
@@ -459,16 +444,16 @@ TEST_CASE("TriviaQA rc: hand-made files in the released schema with and without 
 
 TEST_CASE("TriviaQA rc: errors name the file and the Data index and field", "[eval-data]") {
   const fs::path root = eval_fixture("data_triviaqa");
-  require_error([&] { ke::load_triviaqa_rc(root / "qa" / "bad-missing-evidence.json", root / "evidence"); },
+  kick::test::require_error([&] { ke::load_triviaqa_rc(root / "qa" / "bad-missing-evidence.json", root / "evidence"); },
                 {"bad-missing-evidence.json:Data[2].EntityPages[0]", "No_such_page.txt", "not found"});
   CHECK(ke::load_triviaqa_rc(root / "qa" / "bad-missing-evidence.json").size() == 3);  // evidence not asked for
-  require_error([&] { ke::load_triviaqa_rc(root / "qa" / "bad-wrong-type.json"); },
+  kick::test::require_error([&] { ke::load_triviaqa_rc(root / "qa" / "bad-wrong-type.json"); },
                 {"bad-wrong-type.json:Data[1].Answer", "\"Aliases\"", "must be an array of strings"});
-  require_error([&] { ke::load_triviaqa_rc(root / "qa" / "bad-missing-answer.json"); },
+  kick::test::require_error([&] { ke::load_triviaqa_rc(root / "qa" / "bad-missing-answer.json"); },
                 {"bad-missing-answer.json:Data[0]", "missing field \"Answer\""});
-  require_error([&] { ke::load_triviaqa_rc(root / "qa" / "web-dev.json", root / "no_such_evidence"); },
+  kick::test::require_error([&] { ke::load_triviaqa_rc(root / "qa" / "web-dev.json", root / "no_such_evidence"); },
                 {"no_such_evidence", "folder not found"});
-  require_error([&] { ke::load_triviaqa_rc(root / "qa" / "missing.json"); }, {"missing.json", "file not found"});
+  kick::test::require_error([&] { ke::load_triviaqa_rc(root / "qa" / "missing.json"); }, {"missing.json", "file not found"});
 }
 
 // ------------------------------------------------------------------------------------------- CNN/DailyMail
@@ -524,17 +509,17 @@ TEST_CASE("CNN/DailyMail: line endings and malformed stories", "[eval-data]") {
         std::vector<std::string>{"(CNN) -- First paragraph.", "Second paragraph.", "Third on a CR line."});
   CHECK(s.highlights == std::vector<std::string>{"First highlight", "Second highlight"});
 
-  require_error([] { ke::load_story(eval_fixture("data_story_no_highlight.story")); },
+  kick::test::require_error([] { ke::load_story(eval_fixture("data_story_no_highlight.story")); },
                 {"data_story_no_highlight.story", "no @highlight"});
-  require_error([] { ke::load_story(eval_fixture("data_story_dangling_highlight.story")); },
+  kick::test::require_error([] { ke::load_story(eval_fixture("data_story_dangling_highlight.story")); },
                 {"data_story_dangling_highlight.story:7", "@highlight with no sentence"});
-  require_error([] { ke::load_cnn_dailymail(kick::data_path("cnn_dailymail"), {"small", "huge"}); },
+  kick::test::require_error([] { ke::load_cnn_dailymail(kick::data_path("cnn_dailymail"), {"small", "huge"}); },
                 {"huge", "folder not found"});
   const fs::path dir = kick::test::scratch_dir("eval_data_stories");
   fs::create_directories(dir / "small");
-  require_error([&] { ke::load_cnn_dailymail(dir, {"small"}); }, {"small", "no .story files"});
+  kick::test::require_error([&] { ke::load_cnn_dailymail(dir, {"small"}); }, {"small", "no .story files"});
   write_bytes(dir / "small" / "empty.story", "\n\n");
-  require_error([&] { ke::load_cnn_dailymail(dir, {"small"}); }, {"empty.story", "empty file"});
+  kick::test::require_error([&] { ke::load_cnn_dailymail(dir, {"small"}); }, {"empty.story", "empty file"});
 }
 
 // ------------------------------------------------------------------------------------------- instructions
@@ -571,13 +556,13 @@ TEST_CASE("vicuna80 and MT-Bench: rows and turns and references match Python's j
 }
 
 TEST_CASE("vicuna80 and MT-Bench: bad rows name the file and line", "[eval-data]") {
-  require_error([] { ke::load_vicuna80(eval_fixture("data_vicuna_bad.jsonl")); },
+  kick::test::require_error([] { ke::load_vicuna80(eval_fixture("data_vicuna_bad.jsonl")); },
                 {"data_vicuna_bad.jsonl:3", "missing field \"text\""});
-  require_error([] { ke::load_vicuna80(eval_fixture("data_vicuna_syntax.jsonl")); },
+  kick::test::require_error([] { ke::load_vicuna80(eval_fixture("data_vicuna_syntax.jsonl")); },
                 {"data_vicuna_syntax.jsonl:2", "invalid JSON"});
-  require_error([] { ke::load_mt_bench(eval_fixture("data_mt_bench_bad.jsonl")); },
+  kick::test::require_error([] { ke::load_mt_bench(eval_fixture("data_mt_bench_bad.jsonl")); },
                 {"data_mt_bench_bad.jsonl:2", "\"turns\"", "must be an array of strings", "got string"});
-  require_error([] { ke::load_mt_bench(eval_fixture("data_mt_bench_bad_id.jsonl")); },
+  kick::test::require_error([] { ke::load_mt_bench(eval_fixture("data_mt_bench_bad_id.jsonl")); },
                 {"data_mt_bench_bad_id.jsonl:1", "\"question_id\"", "must be an integer"});
-  require_error([] { ke::load_mt_bench(eval_fixture("data_mmlu_empty.csv")); }, {"data_mmlu_empty.csv", "empty file"});
+  kick::test::require_error([] { ke::load_mt_bench(eval_fixture("data_mmlu_empty.csv")); }, {"data_mmlu_empty.csv", "empty file"});
 }

@@ -26,27 +26,12 @@ const json& reference() {
   return j;
 }
 
-// Runs `fn` expecting a kick::Error whose one-line message contains every keyword.
-template <typename Fn>
-void require_error(Fn&& fn, const std::vector<std::string>& keywords) {
-  try {
-    fn();
-  } catch (const kick::Error& e) {
-    const std::string message = e.what();
-    INFO(message);
-    CHECK(message.find('\n') == std::string::npos);
-    for (const auto& k : keywords) CHECK_THAT(message, Contains(k));
-    return;
-  }
-  FAIL("no kick::Error thrown; expected one mentioning " << keywords.front());
-}
-
 void require_task_error(const std::string& yaml, const std::vector<std::string>& keywords,
                         const std::string& protocol = kProtocolStrict) {
   INFO(yaml);
   std::vector<std::string> all = {"bad.yaml"};
   all.insert(all.end(), keywords.begin(), keywords.end());
-  require_error([&] { parse_task_spec(yaml, "bad.yaml", protocol); }, all);
+  kick::test::require_error([&] { parse_task_spec(yaml, "bad.yaml", protocol); }, all);
 }
 
 // A valid task; the bad-file cases below edit it.
@@ -348,13 +333,13 @@ TEST_CASE("task files on disk: names, folder, unknown tasks", "[eval-tasks]") {
   const auto tiny = load_task("tiny_qa", kProtocolLlmKick, dir);
   CHECK(tiny.file == (dir / "tiny_qa.yaml").string());
   CHECK(tiny.metrics == std::vector<std::string>{"factoid_match_llmkick"});
-  require_error([&] { load_task("unknown_metric", kProtocolStrict, dir); },
+  kick::test::require_error([&] { load_task("unknown_metric", kProtocolStrict, dir); },
                 {(dir / "unknown_metric.yaml").string() + ":16", "metrics[0]", "unknown metric 'exact_match'"});
-  require_error([&] { load_task("misnamed", kProtocolStrict, dir); }, {"misnamed.yaml", "name", "'tiny_qa'"});
-  require_error([&] { load_task("tiny", kProtocolStrict, dir); },
+  kick::test::require_error([&] { load_task("misnamed", kProtocolStrict, dir); }, {"misnamed.yaml", "name", "'tiny_qa'"});
+  kick::test::require_error([&] { load_task("tiny", kProtocolStrict, dir); },
                 {"unknown task 'tiny'", "misnamed, tiny_qa, unknown_metric", dir.string()});
-  require_error([&] { load_task("factoid", kProtocolStrict); }, {"unknown task 'factoid'", "factoid_qa", "mmlu"});
-  require_error([&] { task_names(dir / "nowhere"); }, {"nowhere", "KICK_TASKS"});
+  kick::test::require_error([&] { load_task("factoid", kProtocolStrict); }, {"unknown task 'factoid'", "factoid_qa", "mmlu"});
+  kick::test::require_error([&] { task_names(dir / "nowhere"); }, {"nowhere", "KICK_TASKS"});
 
   const std::string previous = std::getenv("KICK_TASKS") ? std::getenv("KICK_TASKS") : "";
   ::setenv("KICK_TASKS", dir.c_str(), 1);
@@ -369,16 +354,16 @@ TEST_CASE("task files on disk: names, folder, unknown tasks", "[eval-tasks]") {
 
 TEST_CASE("TaskSpec accessors name the task file", "[eval-tasks]") {
   TaskSpec spec = parse_task_spec(kTinyTask, "tiny.yaml", kProtocolStrict);
-  require_error([&] { spec.data_file("evidence"); }, {"tiny.yaml", "paths.evidence", "not set"});
-  require_error([&] { spec.template_text("header"); }, {"tiny.yaml", "prompt.header", "not set"});
+  kick::test::require_error([&] { spec.data_file("evidence"); }, {"tiny.yaml", "paths.evidence", "not set"});
+  kick::test::require_error([&] { spec.template_text("header"); }, {"tiny.yaml", "prompt.header", "not set"});
   spec.paths["data"] = "no/such/file.gz";
-  require_error([&] { spec.data_file("data"); }, {"tiny.yaml", "paths.data", "no/such/file.gz", "does not exist"});
+  kick::test::require_error([&] { spec.data_file("data"); }, {"tiny.yaml", "paths.data", "no/such/file.gz", "does not exist"});
   spec.paths["data"] = (kick::data_root() / "retrieval_qa" / "nq-open-oracle.jsonl.gz").string();  // absolute
   CHECK(spec.data_file("data") == kick::data_root() / "retrieval_qa" / "nq-open-oracle.jsonl.gz");
   spec.options["buckets"] = {"small", "mid"};
-  require_error([&] { spec.option("buckets", ""); }, {"tiny.yaml", "options.buckets", "one value, got 2"});
+  kick::test::require_error([&] { spec.option("buckets", ""); }, {"tiny.yaml", "options.buckets", "one value, got 2"});
   spec.options["strip_prompt"] = {"perhaps"};
-  require_error([&] { spec.option_flag("strip_prompt", false); }, {"tiny.yaml", "options.strip_prompt", "perhaps"});
+  kick::test::require_error([&] { spec.option_flag("strip_prompt", false); }, {"tiny.yaml", "options.strip_prompt", "perhaps"});
   CHECK(spec.option("absent", "fallback") == "fallback");
   CHECK(spec.option_flag("absent", true));
 }
@@ -399,7 +384,7 @@ TEST_CASE("the loader and metric registries", "[eval-tasks]") {
     CHECK((info.kind == "text" || info.kind == "choice" || info.kind == "judge" || info.kind == "perplexity"));
     CHECK(static_cast<bool>(info.fn) == (info.kind == "text"));
   }
-  require_error([] { metric("bleu"); }, {"unknown metric 'bleu'", "rougeL"});
+  kick::test::require_error([] { metric("bleu"); }, {"unknown metric 'bleu'", "rougeL"});
 
   auto score = [](const std::string& name, const std::string& prediction, const std::vector<std::string>& refs) {
     return metric(name).fn(prediction, refs);
@@ -423,7 +408,7 @@ TEST_CASE("the loader and metric registries", "[eval-tasks]") {
   CHECK(score("mmlu_accuracy_llmkick", " B", {"B"}) == 1.0);
   CHECK(score("mmlu_accuracy_llmkick", " B.", {"B"}) == 0.0);  // the last character decides
   CHECK(score("mmlu_accuracy", " b)", {"B"}) == 1.0);
-  require_error([&] { score("mmlu_accuracy", "B", {}); }, {"mmlu_accuracy", "reference letter"});
+  kick::test::require_error([&] { score("mmlu_accuracy", "B", {}); }, {"mmlu_accuracy", "reference letter"});
 }
 
 TEST_CASE("render_template: variables, escaped braces, errors", "[eval-tasks]") {
@@ -432,12 +417,12 @@ TEST_CASE("render_template: variables, escaped braces, errors", "[eval-tasks]") 
   CHECK(render_template("{{literal}} {n}}} {{{n}", vars) == "{literal} 3} {3");
   CHECK(render_template("", vars).empty());
   CHECK(render_template("no variables", {}) == "no variables");
-  require_error([&] { render_template("{answer}", vars, "mmlu.yaml: prompt.header"); },
+  kick::test::require_error([&] { render_template("{answer}", vars, "mmlu.yaml: prompt.header"); },
                 {"mmlu.yaml: prompt.header", "unknown variable {answer}", "{n}, {question}"});
-  require_error([&] { render_template("a } b", vars); }, {"template", "single '}'"});
-  require_error([&] { render_template("a { b", vars); }, {"never closed"});
-  require_error([&] { render_template("{1x}", vars); }, {"'{1x}'", "not a variable name"});
-  require_error([&] { render_template("{}", vars); }, {"not a variable name"});
+  kick::test::require_error([&] { render_template("a } b", vars); }, {"template", "single '}'"});
+  kick::test::require_error([&] { render_template("a { b", vars); }, {"never closed"});
+  kick::test::require_error([&] { render_template("{1x}", vars); }, {"'{1x}'", "not a variable name"});
+  kick::test::require_error([&] { render_template("{}", vars); }, {"not a variable name"});
 }
 
 TEST_CASE("utf8_prefix counts code points as Python slicing does", "[eval-tasks]") {
@@ -491,7 +476,7 @@ TEST_CASE("MMLU prompts: exact text, the double-space subject, shot dropping", "
   p = mmlu_prompt(header, " abstract algebra", {shot1, shot2}, question, 5, 10, bytes);
   CHECK(p.text == head + tail);
   CHECK(!p.fits);
-  require_error([&] { mmlu_prompt(header, "x", {shot1}, question, 5, 100); }, {"token counter"});
+  kick::test::require_error([&] { mmlu_prompt(header, "x", {shot1}, question, 5, 100); }, {"token counter"});
 
   // Through the shipped task: llm-kick keeps the double space, strict drops it.
   auto kick = load_task("mmlu", kProtocolLlmKick);
@@ -646,7 +631,7 @@ TEST_CASE("instruction prompts and references_for", "[eval-tasks]") {
   ins.source = "mt_bench.jsonl:1";
   CHECK(render_instruction_prompt(spec, ins) == "Write a haiku about {braces}.");
   CHECK(render_instruction_prompt(spec, ins, 1) == "Now in French.");
-  require_error([&] { render_instruction_prompt(spec, ins, 2); }, {"mt_bench.jsonl:1", "turn 3", "2 turn"});
+  kick::test::require_error([&] { render_instruction_prompt(spec, ins, 2); }, {"mt_bench.jsonl:1", "turn 3", "2 turn"});
 
   QaExample ex;
   ex.answers = {"Ghana", "Republic of Ghana"};
@@ -659,12 +644,12 @@ TEST_CASE("instruction prompts and references_for", "[eval-tasks]") {
   kick.options.erase("references");  // the protocol's default
   CHECK(references_for(kick, ex) == std::vector<std::string>{"Ghana"});
   ex.reference_answers.clear();
-  require_error([&] { references_for(kick, ex); }, {"eval.txt:7", "reference_answers"});
+  kick::test::require_error([&] { references_for(kick, ex); }, {"eval.txt:7", "reference_answers"});
 
   Story story;
   story.highlights = {"First.", "Second."};
   CHECK(references_for(strict, story) == std::vector<std::string>{"First.\nSecond."});
   story.highlights.clear();
   story.source = "x.story";
-  require_error([&] { references_for(strict, story); }, {"x.story", "@highlight"});
+  kick::test::require_error([&] { references_for(strict, story); }, {"x.story", "@highlight"});
 }

@@ -21,7 +21,7 @@ std::vector<std::string> read_lines(const std::filesystem::path& path) {
 
 }  // namespace
 
-TEST_CASE("MMLU scoring with the cached few-shot prefix equals scoring whole prompts", "[evaluate][smollm2]") {
+TEST_CASE("MMLU scoring with the cached few-shot prefix equals scoring whole prompts and per-question generation", "[evaluate][smollm2]") {
   if (!std::filesystem::exists(test::smollm2_gguf())) {
     WARN("skipped: " << test::smollm2_gguf() << " absent (run data/fetch_models.sh)");
     return;
@@ -35,8 +35,16 @@ TEST_CASE("MMLU scoring with the cached few-shot prefix equals scoring whole pro
     std::vector<eval::MmluExample> shots(data.dev.at(subject).begin(), data.dev.at(subject).begin() + 5);
     auto cached = eval::score_mmlu_subject(model, spec, shots, questions, 3, true);
     auto whole = eval::score_mmlu_subject(model, spec, shots, questions, 2, false);
+    // The naive reference: each prompt alone, LLM-KICK's one-token generate() under llm-kick.
+    auto alone = eval::score_mmlu_subject_per_question(model, spec, shots, questions);
     REQUIRE(cached.size() == questions.size());
+    REQUIRE(alone.size() == questions.size());
     for (size_t i = 0; i < questions.size(); ++i) {
+      CHECK(cached[i].predicted == alone[i].predicted);
+      CHECK_FALSE(alone[i].prefix_reused);
+      if (std::string(protocol) == eval::kProtocolStrict) {
+        for (size_t c = 0; c < 4; ++c) CHECK(cached[i].logprobs[c] == Approx(alone[i].logprobs[c]).margin(2e-3));
+      }
       CHECK(cached[i].prefix_reused);
       CHECK_FALSE(whole[i].prefix_reused);
       CHECK(cached[i].shots == 5);

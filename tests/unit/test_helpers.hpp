@@ -1,9 +1,12 @@
 // Shared helpers for the unit tests: fixture paths, a scratch folder, the optional SmolLM2 model.
 #pragma once
 
+#include <catch2/catch.hpp>
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "kick/core.hpp"
 
@@ -34,5 +37,20 @@ inline std::filesystem::path smollm2_gguf() {
 }
 
 inline std::filesystem::path stories260k_dir() { return data_root() / "models" / "stories260K"; }
+
+// Runs `fn` expecting a kick::Error whose one-line message contains every keyword.
+template <typename Fn>
+void require_error(Fn&& fn, const std::vector<std::string>& keywords) {
+  try {
+    fn();
+  } catch (const kick::Error& e) {
+    const std::string message = e.what();
+    INFO(message);
+    CHECK(message.find('\n') == std::string::npos);
+    for (const auto& k : keywords) CHECK_THAT(message, Catch::Matchers::Contains(k));
+    return;
+  }
+  FAIL("no kick::Error thrown; expected one mentioning " << (keywords.empty() ? std::string() : keywords.front()));
+}
 
 }  // namespace kick::test

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kick/evaluate.hpp"
 #include "kick/judge.hpp"
 #include "kick/model.hpp"
 #include "kick/openai_server.hpp"
@@ -149,6 +150,18 @@ TEST_CASE("serve: /v1/models lists the model and /v1/completions equals generate
   const std::string sampled = json{{"prompt", "Once"}, {"max_tokens", 20}, {"temperature", 1.0}, {"seed", 7}}.dump();
   CHECK(post(client, "/v1/completions", sampled, 200)["choices"][0]["text"] ==
         post(client, "/v1/completions", sampled, 200)["choices"][0]["text"]);
+  // top_k reaches the sampler: the served sample equals generate()'s with the same seed and top_k, and top_k = 1
+  // is greedy whatever the temperature.
+  SamplingOptions top_k_sampling;
+  top_k_sampling.max_new_tokens = 20;
+  top_k_sampling.temperature = 1.0;
+  top_k_sampling.top_k = 5;
+  top_k_sampling.seed = 11;
+  const auto once_ids = model.tokenizer().encode("Once", model.tokenizer().add_bos_default());
+  CHECK(post(client, "/v1/completions", json{{"prompt", "Once"}, {"max_tokens", 20}, {"temperature", 1.0}, {"top_k", 5}, {"seed", 11}}.dump(),
+             200)["choices"][0]["text"] == generate(model, {once_ids}, top_k_sampling).at(0).text);
+  CHECK(post(client, "/v1/completions", json{{"prompt", "Once"}, {"max_tokens", 20}, {"temperature", 1.5}, {"top_k", 1}, {"seed", 3}}.dump(),
+             200)["choices"][0]["text"] == greedy(model, once_ids, 20).text);
   server.stop();
   REQUIRE_FALSE(server.running());
 }
@@ -217,6 +230,8 @@ TEST_CASE("serve: bad requests get 400 naming the field", "[serve]") {
       {"/v1/chat/completions", json{{"messages", user}, {"temperature", 3}}.dump(), "temperature", "temperature: must be in"},
       {"/v1/chat/completions", json{{"messages", user}, {"top_p", 0}}.dump(), "top_p", "top_p: must be in (0"},
       {"/v1/chat/completions", json{{"messages", user}, {"seed", "x"}}.dump(), "seed", "seed: expected an integer"},
+      {"/v1/chat/completions", json{{"messages", user}, {"top_k", -1}}.dump(), "top_k", "top_k: must be >= 0"},
+      {"/v1/chat/completions", json{{"messages", user}, {"top_k", 0.5}}.dump(), "top_k", "top_k: expected an integer"},
       {"/v1/chat/completions", json{{"messages", user}, {"stop", 5}}.dump(), "stop", "stop: expected a string or an array"},
       {"/v1/chat/completions", json{{"messages", user}, {"stop", {"a", 1}}}.dump(), "stop", "stop[1]"},
       {"/v1/chat/completions", json{{"messages", user}, {"stream", true}}.dump(), "stream", "streaming is not supported"},
@@ -467,16 +482,26 @@ TEST_CASE("judge prompts: LLM-KICK's tables rendered exactly as Python's str.for
   REQUIRE(in.good());
   const json fixture = json::parse(in);
   const auto& vars = fixture["vars"];
-  REQUIRE(fixture["cases"].size() == 6);
+  REQUIRE(fixture["cases"].size() == 8);
   for (const auto& c : fixture["cases"]) {
     INFO(c["judge"] << " " << c["category"]);
     auto prompt = eval::load_judge_prompt(c["judge"].get<std::string>());
+    if (c.contains("vars")) {  // FastChat's single-answer graders
+      auto request = eval::render_judge_prompt(prompt, c["vars"].get<std::map<std::string, std::string>>());
+      CHECK(request.system == c["system"].get<std::string>());
+      CHECK(request.user == c["user"].get<std::string>());
+      CHECK(prompt.reply == "rating");
+      CHECK(prompt.source.find("lm-sys/FastChat") != std::string::npos);
+      continue;
+    }
     auto request = eval::render_judge_prompt(prompt, vars["question"], vars["answer_1"], vars["answer_2"]);
     CHECK(request.system == c["system"].get<std::string>());
     CHECK(request.user == c["user"].get<std::string>());
     CHECK(prompt.source.find("VITA-Group/llm-kick") != std::string::npos);
     CHECK(prompt.reference_max_tokens == 1024);
   }
+  REQUIRE_THROWS_WITH(eval::render_judge_prompt(eval::load_judge_prompt("fastchat_single"), {{"answr", "x"}}),
+                      Catch::Contains("'answr' is not a judge prompt variable"));
   CHECK(eval::load_judge_prompt("llmkick_summary").reply == "llmkick_summary");
   CHECK(eval::load_judge_prompt("llmkick_summary").reference_temperature == 0.1);
   CHECK(eval::load_judge_prompt("llmkick_mt_math").reply == "llmkick_pair");
@@ -510,4 +535,75 @@ TEST_CASE("judge prompts: str.format rules and prompt-file errors", "[serve]") {
   REQUIRE_THROWS_WITH(eval::parse_judge_prompt("name: x\nsource: s\nreply: llmkick_pair\nsystem: s\ntemplate: \"{answer_3}\"\n", "w.yaml"),
                       Catch::Contains("w.yaml: template") && Catch::Contains("answer_3"));
   REQUIRE_THROWS_WITH(eval::parse_judge_prompt("name: [unclosed\n", "v.yaml"), Catch::Contains("v.yaml:"));
+}
+
+namespace {
+
+// Answers like a judge that grades every first turn 7, every second turn 4, and cannot read one example.
+class ScriptedRatingJudge : public eval::Judge {
+ public:
+  explicit ScriptedRatingJudge(std::string unreadable_marker) : unreadable_(std::move(unreadable_marker)) {}
+  std::string describe() const override { return "scripted rating judge"; }
+  eval::JudgeReply try_complete(const eval::JudgeRequest& request) override {
+    eval::JudgeReply reply;
+    reply.ok = true;
+    reply.attempts = 1;
+    std::lock_guard<std::mutex> lock(mutex_);
+    requests.push_back(request);
+    if (!unreadable_.empty() && request.user.find(unreadable_) != std::string::npos) {
+      reply.text = "I cannot decide.";
+    } else {
+      reply.text = request.user.find("### User:") != std::string::npos ? "Weak follow-up. Rating: [[4]]" : "Fine. Rating: [[7]]";
+    }
+    return reply;
+  }
+  std::vector<eval::JudgeRequest> requests;
+
+ private:
+  std::string unreadable_;
+  std::mutex mutex_;
+};
+
+}  // namespace
+
+TEST_CASE("judge_rating: MT-Bench answers graded per turn with FastChat's prompts, no reference run needed", "[serve]") {
+  Model model = load_stories();
+  auto spec = eval::load_task("mt_bench", "strict");
+  spec.decoding.max_new_tokens = 8;
+  const auto dir = test::scratch_dir("judge_rating");
+  eval::RunOptions options;
+  options.limit = 3;
+  options.out_dir = dir;
+  options.batch_size = 3;
+  // The third MT-Bench question (id 83) is the one the judge cannot read.
+  ScriptedRatingJudge judge("Imagine you are writing a blog post comparing two popular smartphone models");
+  options.judge = &judge;
+  options.judge_concurrency = 2;
+  const auto summary = eval::evaluate_task(model, spec, options, json::object());
+  REQUIRE(judge.requests.size() == 6);  // two turns for each of three questions
+  for (const auto& r : judge.requests) {
+    const bool second_turn = r.user.find("### User:") != std::string::npos;
+    CHECK(r.system == (second_turn ? eval::load_judge_prompt("fastchat_single_multi_turn").system : "You are a helpful assistant."));
+  }
+  std::ifstream in(dir / "mt_bench.strict" / "seed0.judge.jsonl");
+  REQUIRE(in.good());
+  int failed = 0, graded = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto record = json::parse(line);
+    if (record["failed"].get<bool>()) {
+      ++failed;
+      CHECK(record["error"].get<std::string>().find("no [[rating]]") != std::string::npos);
+      CHECK(!record["scores"].contains("judge_rating"));
+      continue;
+    }
+    ++graded;
+    CHECK(record["scores"]["judge_rating_turn1"] == 7.0);
+    CHECK(record["scores"]["judge_rating_turn2"] == 4.0);
+    CHECK(record["scores"]["judge_rating"] == 5.5);
+  }
+  CHECK(failed == 1);
+  CHECK(graded == 2);
+  CHECK(summary.failed == 1);
+  REQUIRE(summary.metrics.count("judge_rating"));
+  CHECK(summary.metrics.at("judge_rating").mean == 5.5);
 }

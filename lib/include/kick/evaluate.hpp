@@ -94,5 +94,11 @@ std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpe
                                                const std::vector<MmluExample>& shots,
                                                const std::vector<MmluExample>& questions, int64_t batch_size,
                                                bool reuse_prefix = true);
+// The naive reference, LLM-KICK's own way: each question's whole prompt alone, batch 1, nothing shared. llm-kick:
+// one greedy token through generate() and its letter (logprobs are left 0); strict: the whole prompt's
+// next-token log-probabilities of " A".." D". Same prompts as score_mmlu_subject.
+std::vector<MmluPrediction> score_mmlu_subject_per_question(const Model& model, const TaskSpec& spec,
+                                                            const std::vector<MmluExample>& shots,
+                                                            const std::vector<MmluExample>& questions);
 
 }  // namespace kick::eval

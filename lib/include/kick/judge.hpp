@@ -96,7 +96,7 @@ struct JudgePrompt {
   std::string description;
   std::string source;        // where the text comes from (repository, commit, file, entry)
   std::string derived_from;  // what the source itself adapted, if anything
-  std::string reply;         // reply format: "llmkick_summary" or "llmkick_pair"
+  std::string reply;         // reply format: "llmkick_summary", "llmkick_pair" or "rating" ("[[x]]", 1-10)
   std::string system;
   std::string user_template;
   std::map<std::string, std::string> defaults;
@@ -120,6 +120,14 @@ JudgePrompt load_judge_prompt(const std::string& name, const std::filesystem::pa
 // a lone brace, an unknown name) is kick::Error naming `what`.
 std::string format_named(std::string_view tmpl, const std::map<std::string, std::string>& vars,
                          const std::map<std::string, std::string>& defaults, std::string_view what);
+// The variables a template may name. Their meaning follows the reply format: pairwise prompts (llmkick_*) take
+// {question}, {answer_1} (the reference answer) and {answer_2} (the model under test); rating prompts take
+// {question} and {answer}, or for a second turn {question_1}, {answer_1}, {question_2}, {answer_2} (all the
+// model's own conversation).
+const std::vector<std::string>& judge_prompt_variables();
+// {system, user} with the given variables (a name outside judge_prompt_variables() is kick::Error); a
+// variable the template names but `vars` lacks falls back to the file's defaults, else kick::Error.
+JudgeRequest render_judge_prompt(const JudgePrompt& prompt, const std::map<std::string, std::string>& vars);
 // {system, user} for question / answer_1 (the reference answer) / answer_2 (the model under test).
 JudgeRequest render_judge_prompt(const JudgePrompt& prompt, const std::string& question,
                                  const std::string& answer_1, const std::string& answer_2);
