@@ -29,6 +29,8 @@ void register_evaluate(CLI::App& app) {
     std::string tasks, protocol = eval::kProtocolLlmKick, seeds, out;
     int64_t limit = 0, batch_size = 8;
     std::string judge_url, judge_name = "gpt-4", judge_key_env, judge_local, judge_reference;
+    bool judge_against_references = false;
+    int64_t judge_max_tokens = 1024;
     size_t judge_concurrency = 4;
   };
   auto args = std::make_shared<Args>();
@@ -46,6 +48,9 @@ void register_evaluate(CLI::App& app) {
   cmd->add_option("--judge-name", args->judge_name, "model name sent to the judge endpoint")->capture_default_str();
   cmd->add_option("--judge-key-env", args->judge_key_env, "environment variable holding the judge's API key");
   cmd->add_option("--judge-local", args->judge_local, "judge with a model kick loads, in process (instead of --judge-url)");
+  cmd->add_flag("--judge-against-references", args->judge_against_references,
+               "pairwise judges compare with the data set's own reference answer (CNN/DailyMail highlights), not a reference run");
+  cmd->add_option("--judge-max-tokens", args->judge_max_tokens, "the judge's reply budget")->capture_default_str();
   cmd->add_option("--judge-reference", args->judge_reference,
                   "results folder of the reference model (answer 1 of LLM-KICK's pairwise judges), e.g. the dense run");
   cmd->add_option("--judge-concurrency", args->judge_concurrency, "judge requests in flight")->capture_default_str();
@@ -64,6 +69,10 @@ void register_evaluate(CLI::App& app) {
     }
     if (args->limit < 0) fail("--limit: expected >= 0, got {}", args->limit);
     if (args->batch_size < 1) fail("--batch-size: expected >= 1, got {}", args->batch_size);
+    if (args->judge_max_tokens < 1) fail("--judge-max-tokens: expected >= 1, got {}", args->judge_max_tokens);
+    if (args->judge_against_references && !args->judge_reference.empty()) {
+      fail("--judge-against-references and --judge-reference: give one reference");
+    }
     // Every task file is read before the model loads, so a typo costs nothing.
     std::vector<eval::TaskSpec> specs;
     for (const auto& name : split_list(args->tasks)) specs.push_back(eval::load_task(name, args->protocol));
@@ -72,8 +81,10 @@ void register_evaluate(CLI::App& app) {
     const bool judged = !args->judge_url.empty() || !args->judge_local.empty();
     for (const auto& spec : specs) {
       for (const auto& m : spec.metrics) {
-        if (judged && args->judge_reference.empty() && (m == "judge_pairwise_llmkick" || m == "judge_summary_aspects")) {
-          fail("--judge-reference: {} ({}) compares against a reference run's answers; give that run's folder", m, spec.name);
+        if (judged && args->judge_reference.empty() && !args->judge_against_references &&
+            (m == "judge_pairwise_llmkick" || m == "judge_summary_aspects")) {
+          fail("--judge-reference: {} ({}) compares against a reference run's answers; give that run's folder "
+               "(or --judge-against-references)", m, spec.name);
         }
       }
     }
@@ -85,16 +96,20 @@ void register_evaluate(CLI::App& app) {
       judge_options.base_url = args->judge_url;
       judge_options.model = args->judge_name;
       judge_options.api_key_env = args->judge_key_env;
+      judge_options.max_tokens = args->judge_max_tokens;
       judge = eval::make_http_judge(judge_options);
     } else if (!args->judge_local.empty()) {
       ModelArgs judge_args = args->model;
       judge_args.model = args->judge_local;
       judge_args.tokenizer.clear();
       judge_model.emplace(load_model(judge_args));
-      judge = eval::make_local_judge(*judge_model);
+      eval::LocalJudgeOptions local_options;
+      local_options.max_tokens = args->judge_max_tokens;
+      judge = eval::make_local_judge(*judge_model, local_options);
     }
     options.judge = judge.get();
     options.judge_reference = args->judge_reference;
+    options.judge_against_references = args->judge_against_references;
     options.judge_concurrency = args->judge_concurrency;
     const nlohmann::json provenance = {{"model", eval::model_provenance(model, args->model.model)}};
     std::vector<eval::TaskSummary> summaries;

@@ -162,9 +162,9 @@ void run_generation(const Model& model, const TaskSpec& spec, const TaskData& da
         prompts.push_back(ids[i]);
         sampling.row_seeds.push_back(example_seed(seed, items[i].id));
         if (spec.decoding.max_length_factor > 0) {
-          // LLM-KICK's FreebaseQA bounds the whole sequence at factor x the prompt's length.
+          // LLM-KICK's FreebaseQA bounds the whole sequence at factor x the prompt's length, row by row.
           const auto total = static_cast<int64_t>(spec.decoding.max_length_factor * static_cast<double>(ids[i].size()));
-          sampling.max_new_tokens = std::max<int64_t>(1, total - static_cast<int64_t>(ids[i].size()));
+          sampling.row_max_new_tokens.push_back(std::max<int64_t>(1, total - static_cast<int64_t>(ids[i].size())));
         }
       }
       auto generations = generate(model, prompts, sampling);
@@ -306,7 +306,7 @@ void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, c
   const bool pairwise = metric_name != "judge_rating";
   std::optional<ResultsLog> reference;
   std::filesystem::path reference_path;
-  if (pairwise) {
+  if (pairwise && !options.judge_against_references) {
     reference_path = options.judge_reference / fmt::format("{}.{}", spec.name, spec.protocol) / fmt::format("seed{}.jsonl", seed);
     if (options.judge_reference.empty() || !std::filesystem::exists(reference_path)) {
       fail("judge reference {}: not found ({} compares two answers: run the reference model, e.g. the dense one, into "
@@ -322,6 +322,14 @@ void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, c
     const JudgePrompt prompt = load_judge_prompt(judge_prompt_name(metric_name, record));
     const std::string question = record["meta"].value("question", record.value("prompt", ""));
     const std::string answer = record.at("output").get<std::string>();
+    if (pairwise && options.judge_against_references) {
+      std::string joined;
+      for (const auto& r : record.value("references", nlohmann::json::array())) joined += (joined.empty() ? "" : "\n") + r.get<std::string>();
+      if (joined.empty()) fail("{}: example {} has no reference answer to judge against", spec.file, id);
+      requests.push_back(render_judge_prompt(prompt, question, joined, answer));
+      jobs.push_back({id, prompt.reply, ""});
+      continue;
+    }
     if (pairwise) {
       const auto ref = reference->records().find(id);
       if (ref == reference->records().end()) fail("{}: no reference answer for example {}", reference_path.string(), id);

@@ -119,6 +119,19 @@ void KVCache::copy_prefix_from(const KVCache& source, int64_t src_row, int64_t l
   length_ = length;
 }
 
+void KVCache::keep_rows(const std::vector<int64_t>& rows) {
+  if (rows.empty()) fail("KV cache: cannot keep zero rows");
+  for (int64_t r : rows) {
+    if (r < 0 || r >= batch_) fail("KV cache: row {} is outside the batch of {}", r, batch_);
+  }
+  auto index = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(keys_.front().device());
+  for (size_t l = 0; l < keys_.size(); ++l) {
+    keys_[l] = keys_[l].index_select(0, index);
+    values_[l] = values_[l].index_select(0, index);
+  }
+  batch_ = static_cast<int64_t>(rows.size());
+}
+
 std::pair<Tensor, Tensor> KVCache::append(int64_t layer, const Tensor& keys, const Tensor& values) {
   int64_t t = keys.size(2);
   if (length_ + t > capacity_) {

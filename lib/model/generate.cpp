@@ -1,5 +1,7 @@
 // Batched text generation: left-padded prompts, one preallocated KV cache, greedy or temperature /
-// top-p sampling with a per-row seeded generator, EOS and stop strings per row.
+// top-k / top-p sampling with a per-row seeded generator, EOS, stop strings and token budgets per row.
+// Rows that finish leave the batch once a quarter of it is done, so one long answer does not make every
+// finished row keep paying for decoding steps.
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
@@ -54,7 +56,6 @@ std::vector<Generation> generate(const Model& model, const std::vector<std::vect
   const auto batch = static_cast<int64_t>(prompts.size());
   std::vector<Generation> results(prompts.size());
   if (batch == 0) return results;
-  if (options.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, got {}", options.max_new_tokens);
   if (options.top_p <= 0.0 || options.top_p > 1.0) fail("generate: top_p must be in (0, 1], got {}", options.top_p);
 
   int64_t longest = 0;
@@ -67,7 +68,17 @@ std::vector<Generation> generate(const Model& model, const std::vector<std::vect
   }
   const int64_t context = model.config().max_position;
   if (longest >= context) fail("generate: prompt of {} tokens leaves no room in the context of {}", longest, context);
-  const int64_t budget = std::min(options.max_new_tokens, context - longest);
+  if (!options.row_max_new_tokens.empty() && options.row_max_new_tokens.size() != prompts.size()) {
+    fail("generate: {} row budgets for {} prompts", options.row_max_new_tokens.size(), prompts.size());
+  }
+  std::vector<int64_t> row_budget(prompts.size());
+  int64_t budget = 0;
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    const int64_t wanted = options.row_max_new_tokens.empty() ? options.max_new_tokens : options.row_max_new_tokens[r];
+    if (wanted < 0) fail("generate: row {}: max_new_tokens must be >= 0, got {}", r, wanted);
+    row_budget[r] = std::min(wanted, context - longest);
+    budget = std::max(budget, row_budget[r]);
+  }
   const int64_t capacity = longest + budget;
   const int32_t pad = std::max<int32_t>(0, model.tokenizer().eos_id());
   const int32_t eos = model.tokenizer().eos_id();
@@ -92,10 +103,14 @@ std::vector<Generation> generate(const Model& model, const std::vector<std::vect
     generators.push_back(at::detail::createCPUGenerator(
         options.row_seeds.empty() ? options.seed + static_cast<uint64_t>(r) : options.row_seeds[row]));
   }
-  std::vector<bool> done(prompts.size(), budget == 0);
+  std::vector<bool> done(prompts.size());
+  for (size_t r = 0; r < prompts.size(); ++r) done[r] = row_budget[r] == 0;
   std::vector<size_t> emitted(prompts.size(), 0);
   for (auto& g : results) g.finish_reason = "length";
 
+  // live[i] = the prompt whose state sits in row i of the cache, the mask and the logits.
+  std::vector<size_t> live(prompts.size());
+  for (size_t r = 0; r < live.size(); ++r) live[r] = r;
   auto cache = model.make_cache(batch, capacity);
   auto step_ids = at::empty({batch, 1}, at::TensorOptions().dtype(at::kLong));
   auto logits = model.forward_last(prompt_ids, &cache, ragged ? mask.narrow(1, 0, longest) : Tensor());
@@ -103,13 +118,14 @@ std::vector<Generation> generate(const Model& model, const std::vector<std::vect
     auto cpu_logits = logits.to(at::kCPU);
     auto ids = step_ids.accessor<int64_t, 2>();
     size_t active = 0;
-    for (size_t r = 0; r < prompts.size(); ++r) {
+    for (size_t i = 0; i < live.size(); ++i) {
+      const size_t r = live[i];
       if (done[r]) {
-        ids[static_cast<int64_t>(r)][0] = pad;
+        ids[static_cast<int64_t>(i)][0] = pad;
         continue;
       }
-      int32_t token = sample_token(cpu_logits[static_cast<int64_t>(r)], options, generators[r]);
-      ids[static_cast<int64_t>(r)][0] = token;
+      int32_t token = sample_token(cpu_logits[static_cast<int64_t>(i)], options, generators[r]);
+      ids[static_cast<int64_t>(i)][0] = token;
       auto& g = results[r];
       if (options.stop_at_eos && token == eos) {
         g.finish_reason = "eos";
@@ -128,9 +144,23 @@ std::vector<Generation> generate(const Model& model, const std::vector<std::vect
         if (!on_token(r, g.text.substr(emitted[r]))) done[r] = true;
       }
       emitted[r] = std::max(emitted[r], g.text.size());
+      if (static_cast<int64_t>(g.tokens.size()) >= row_budget[r]) done[r] = true;
       if (!done[r]) ++active;
     }
     if (active == 0 || step + 1 == budget) break;
+    if (active * 4 <= live.size() * 3) {
+      // A quarter or more of the rows are done: drop them (their cache rows, mask rows and next ids).
+      std::vector<int64_t> keep;
+      std::vector<size_t> still_live;
+      for (size_t i = 0; i < live.size(); ++i) {
+        if (!done[live[i]]) keep.push_back(static_cast<int64_t>(i)), still_live.push_back(live[i]);
+      }
+      cache.keep_rows(keep);
+      auto index = at::tensor(keep, at::TensorOptions().dtype(at::kLong));
+      mask = mask.index_select(0, index.to(mask.device()));
+      step_ids = step_ids.index_select(0, index);
+      live = std::move(still_live);
+    }
     logits = model.forward_last(step_ids.to(model.options().device), &cache,
                                 ragged ? mask.narrow(1, 0, cache.length() + 1) : Tensor());
   }

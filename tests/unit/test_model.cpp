@@ -171,6 +171,35 @@ TEST_CASE("per-row seeds make a row's sample independent of its batch", "[model]
   CHECK_THROWS_WITH(generate(model, {{1}, {1}}, options), Catch::Matchers::Contains("row seeds"));
 }
 
+TEST_CASE("per-row token budgets, and finished rows leaving the batch, give each row's own generation", "[model]") {
+  Model model = load_stories();
+  SamplingOptions options;
+  options.temperature = 0.9;
+  options.stop_at_eos = false;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 403}, {1, 403, 407}, {1, 300}, {1, 261, 378, 354}, {1, 320}};
+  const std::vector<int64_t> budgets = {1, 3, 0, 12, 7};
+  options.row_seeds = {3, 4, 5, 6, 7};
+  options.row_max_new_tokens = budgets;
+  // Rows end at steps 1, 3, 7 and 12 (one never starts): the batch shrinks twice on the way.
+  const auto batched = generate(model, prompts, options);
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    INFO("row " << r);
+    SamplingOptions alone_options = options;
+    alone_options.row_seeds = {options.row_seeds[r]};
+    alone_options.row_max_new_tokens.clear();
+    alone_options.max_new_tokens = budgets[r];
+    const auto alone = generate(model, {prompts[r]}, alone_options)[0];
+    CHECK(batched[r].tokens.size() == static_cast<size_t>(budgets[r]));
+    CHECK(batched[r].tokens == alone.tokens);
+    CHECK(batched[r].text == alone.text);
+    CHECK(batched[r].finish_reason == "length");
+  }
+  options.row_max_new_tokens = {1, 2};
+  CHECK_THROWS_WITH(generate(model, prompts, options), Catch::Matchers::Contains("2 row budgets for 5 prompts"));
+  options.row_max_new_tokens = {1, 2, -1, 4, 5};
+  CHECK_THROWS_WITH(generate(model, prompts, options), Catch::Matchers::Contains("row 2: max_new_tokens must be >= 0"));
+}
+
 TEST_CASE("stop strings cut the output and end the row", "[model]") {
   Model model = load_stories();
   SamplingOptions options;

@@ -607,3 +607,38 @@ TEST_CASE("judge_rating: MT-Bench answers graded per turn with FastChat's prompt
   REQUIRE(summary.metrics.count("judge_rating"));
   CHECK(summary.metrics.at("judge_rating").mean == 5.5);
 }
+
+TEST_CASE("judge against the data set's references: CNN/DM highlights are answer 1 of LLM-KICK's summary judge", "[serve]") {
+  Model model = load_stories();
+  const auto dir = test::scratch_dir("judge_against_references");
+  std::filesystem::create_directories(dir / "stories" / "small");
+  {
+    std::ofstream story(dir / "stories" / "small" / "a.story");
+    story << "Tom had a red ball.\n\nHe played with it in the park.\n\n@highlight\n\nTom played\n\n@highlight\n\nThe ball was red\n";
+  }
+  auto spec = eval::load_task("summarization", "strict");
+  spec.paths["data"] = (dir / "stories").string();
+  spec.options["buckets"] = {"small"};
+  spec.decoding.max_new_tokens = 8;
+
+  class ScriptedSummaryJudge : public eval::Judge {
+   public:
+    std::string describe() const override { return "scripted summary judge"; }
+    eval::JudgeReply try_complete(const eval::JudgeRequest& request) override {
+      users.push_back(request.user);
+      return {true, "9 3\n8 4\n7 5\n6 6\nThe second summary is short.", "", 1, 0};
+    }
+    std::vector<std::string> users;
+  } judge;
+  eval::RunOptions options;
+  options.out_dir = dir / "out";
+  options.judge = &judge;
+  options.judge_against_references = true;
+  const auto summary = eval::evaluate_task(model, spec, options, json::object());
+  REQUIRE(judge.users.size() == 1);
+  CHECK(judge.users[0].find("[The Start of Assistant 1's Summary]\nTom played\nThe ball was red\n") != std::string::npos);
+  CHECK(summary.failed == 0);
+  CHECK(summary.metrics.at("judge_coherence").mean == 3);
+  CHECK(summary.metrics.at("judge_coherence_reference").mean == 9);
+  CHECK(summary.metrics.at("judge_relevance").mean == 6);
+}

@@ -48,6 +48,9 @@ struct RunOptions {
   // model's (answer 2). Without a judge, judge metrics are skipped and the summary says so.
   Judge* judge = nullptr;
   std::filesystem::path judge_reference;
+  // Instead of a reference run: answer 1 is the data set's own reference (CNN/DailyMail's highlights joined by
+  // newlines), for when no reference model's answers exist (LLM-KICK's were GPT-3.5's, not shipped).
+  bool judge_against_references = false;
   size_t judge_concurrency = 4;
 };
 

@@ -78,6 +78,8 @@ class KVCache {
   void truncate(int64_t length);
   // Copies `source`'s first `length` positions of batch row `src_row` into every row (shared prompt prefix).
   void copy_prefix_from(const KVCache& source, int64_t src_row, int64_t length);
+  // Keeps only these batch rows, in this order (generation drops finished rows so they cost nothing more).
+  void keep_rows(const std::vector<int64_t>& rows);
 
   // Used by DecoderLayer: stores [B, kvh, T, hd] at positions [length, length + T), returns views of [0, length + T).
   std::pair<Tensor, Tensor> append(int64_t layer, const Tensor& keys, const Tensor& values);
@@ -142,6 +144,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 // --- generation ---
 struct SamplingOptions {
   int64_t max_new_tokens = 256;
+  std::vector<int64_t> row_max_new_tokens;  // one budget per prompt (else max_new_tokens for every row)
   double temperature = 0.0;  // 0 = greedy
   double top_p = 1.0;
   int64_t top_k = 0;  // 0 = off; applied after temperature, before top_p (transformers' order)
@@ -161,7 +164,7 @@ struct Generation {
 // Called after each decoding step with (row, newly appended text); return false to stop early.
 using TokenCallback = std::function<bool(size_t row, const std::string& piece)>;
 
-// Batched generation with left padding; each row stops on its own.
+// Batched generation with left padding; each row stops on its own, and finished rows leave the batch.
 std::vector<Generation> generate(const Model& model, const std::vector<std::vector<int32_t>>& prompts,
                                  const SamplingOptions& options, const TokenCallback& on_token = nullptr);
 
