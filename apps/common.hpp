@@ -31,5 +31,6 @@ void register_compress(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_evaluate(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_sweep(CLI::App& app);  // kick sweep and kick report
 
 }  // namespace kick::app

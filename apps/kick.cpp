@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   kick::app::register_convert(app);
   kick::app::register_evaluate(app);
   kick::app::register_serve(app);
+  kick::app::register_sweep(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

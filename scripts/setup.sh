@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache git pkg-config unzip
   libtorch-dev libopenblas0-pthread libopenblas0-openmp libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev
   libpcre2-dev libyaml-cpp-dev zlib1g-dev libcpp-httplib-dev curl python3-pip
+  python3-dev pybind11-dev python3-torch python3-numpy python3-pytest
 )
 missing=()
 for p in "${packages[@]}"; do
