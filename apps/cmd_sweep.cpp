@@ -75,17 +75,6 @@ uint64_t job_bytes_estimate(const std::string& model_path) {
   return bytes * 2 + (uint64_t{1} << 30);  // model + compressed copy or eval buffers, plus 1 GiB
 }
 
-uint64_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
-  return 0;
-}
-
 void register_sweep_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("sweep", "run an experiment: compress every setting once, evaluate every (model, task); resumable");
   struct Args {

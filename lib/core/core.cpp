@@ -105,9 +105,45 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view b
   }
 }
 
+uint64_t available_memory_bytes() {
+  if (const char* env = std::getenv("KICK_MEMORY_LIMIT"); env && *env) return std::strtoull(env, nullptr, 10);
+  uint64_t available = 0;
+  {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key, unit;
+    uint64_t kb = 0;
+    while (meminfo >> key >> kb >> unit) {
+      if (key == "MemAvailable:") {
+        available = kb * 1024;
+        break;
+      }
+    }
+  }
+  // cgroup v2: a container's limit can be far below the machine's free memory.
+  std::ifstream max_file("/sys/fs/cgroup/memory.max"), current_file("/sys/fs/cgroup/memory.current");
+  std::string max_text;
+  uint64_t current = 0;
+  if (max_file >> max_text && max_text != "max" && current_file >> current) {
+    const uint64_t limit = std::strtoull(max_text.c_str(), nullptr, 10);
+    const uint64_t room = limit > current ? limit - current : 0;
+    available = available == 0 ? room : std::min(available, room);
+  }
+  return available;
+}
+
+void check_fits_in_memory(uint64_t bytes, const std::string& what) {
+  const uint64_t available = available_memory_bytes();
+  if (available == 0 || bytes <= available) return;
+  fail("{}: needs at least {:.2f} GiB of memory, {:.2f} GiB available (MemAvailable / cgroup limit{})", what,
+       double(bytes) / double(1ull << 30), double(available) / double(1ull << 30),
+       std::getenv("KICK_MEMORY_LIMIT") ? ", KICK_MEMORY_LIMIT" : "");
+}
+
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open for reading", path.string());
+  std::error_code ec;
+  if (const auto size = std::filesystem::file_size(path, ec); !ec) check_fits_in_memory(size, path.string());
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();

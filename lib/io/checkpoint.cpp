@@ -151,6 +151,16 @@ void check_checkpoint_tensors(const Checkpoint& ckpt) {
 
 Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) {
   if (!fs::exists(path)) fail("{}: no such file or folder", path);
+  // The weights are at least as large in memory as on disk (quantized GGUF grows up to ~7x when dequantized).
+  uint64_t bytes = 0;
+  if (fs::is_directory(path)) {
+    for (const auto& e : fs::directory_iterator(path)) {
+      if (e.is_regular_file() && e.path().extension() == ".safetensors") bytes += e.file_size();
+    }
+  } else {
+    bytes = fs::file_size(path);
+  }
+  check_fits_in_memory(bytes, path + " (model weights)");
   Checkpoint ck;
   if (fs::is_directory(path)) {
     ck = load_folder(path);

@@ -71,6 +71,12 @@ std::string shape_string(at::IntArrayRef shape);
 
 // FNV-1a 64-bit hash (hex) of bytes, and of a file's contents or a folder's regular files (sorted by name,
 // names included): the content identity stamped into saved models and results.
+// Memory this process may still take: the smaller of /proc/meminfo's MemAvailable and the cgroup (v2) limit
+// minus its usage; KICK_MEMORY_LIMIT (bytes) overrides both (tests). 0 when unknown.
+uint64_t available_memory_bytes();
+// Throws kick::Error "WHAT: needs at least N GiB, M GiB available ..." when `bytes` cannot fit, so that a file
+// larger than memory is refused with a message instead of an out-of-memory kill. No check when unknown.
+void check_fits_in_memory(uint64_t bytes, const std::string& what);
 std::string fnv1a64_hex(std::string_view bytes);
 std::string content_hash(const std::filesystem::path& path);
 
