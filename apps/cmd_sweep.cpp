@@ -88,7 +88,7 @@ void register_sweep_command(CLI::App& app) {
   cmd->add_option("-o,--out", args->out, "results folder (default: results/sweeps/<name>); rerun to resume");
   cmd->add_option("-j,--jobs", args->jobs, "jobs at a time (reduced to fit the available memory)")->capture_default_str();
   cmd->add_option("-t,--threads", args->threads, "threads per job (0: cores / jobs)")->capture_default_str();
-  cmd->add_flag("--dry-run", args->dry_run, "list the jobs that would run and exit");
+  cmd->add_flag("--dry-run", args->dry_run, "print the commands of the jobs that would run, and exit");
   cmd->callback([args] {
     pipeline::Experiment experiment = pipeline::load_experiment(args->experiment);
     if (args->jobs < 1) fail("--jobs: expected >= 1, got {}", args->jobs);
@@ -129,7 +129,8 @@ void register_sweep_command(CLI::App& app) {
         if (!std::filesystem::exists(dir / "compression.json")) {
           Job job;
           job.name = "compress " + v.label;
-          job.args = {"compress", "-m", model_path, "-t", std::to_string(threads), "-o", dir.string(), "--overwrite"};
+          job.args = {"compress", "-m", model_path, "-t", std::to_string(threads), "--device", experiment.device,
+                      "--dtype", experiment.dtype, "-o", dir.string(), "--overwrite"};
           job.args.insert(job.args.end(), v.compress_args.begin(), v.compress_args.end());
           job.log = out / "logs" / (v.key + ".compress.log");
           compress_job = static_cast<int>(queue.size());
@@ -148,7 +149,8 @@ void register_sweep_command(CLI::App& app) {
         }
         Job job;
         job.name = fmt::format("evaluate {} / {} ({})", v.label, t.task, t.protocol);
-        job.args = {"evaluate", "-m", model, "-t", std::to_string(threads), "--task", t.task, "--protocol", t.protocol,
+        job.args = {"evaluate", "-m", model, "-t", std::to_string(threads), "--device", experiment.device, "--dtype",
+                    experiment.dtype, "--task", t.task, "--protocol", t.protocol,
                     "--limit", std::to_string(t.limit), "--batch-size", std::to_string(t.batch_size), "--seeds", seeds,
                     "-o", pipeline::variant_eval_dir(out, v).string()};
         job.log = out / "logs" / fmt::format("{}.{}.{}.log", v.key, t.task, t.protocol);
@@ -161,7 +163,11 @@ void register_sweep_command(CLI::App& app) {
                  experiment.name.c_str(), experiment.variants.size(), experiment.tasks.size(), queue.size(), jobs, threads,
                  out.c_str());
     if (args->dry_run) {
-      for (const auto& j : queue) std::printf("%s\n", j.name.c_str());
+      for (const auto& j : queue) {
+        std::string line = "kick";
+        for (const auto& a : j.args) line += " " + a;
+        std::printf("%s%s\n", line.c_str(), j.depends_on >= 0 ? "   # after its compress job" : "");
+      }
       return;
     }
     const std::string exe = self_exe();

@@ -146,7 +146,7 @@ Experiment parse_experiment(const std::string& yaml_text, const std::string& fil
     fail("{}:{}: not valid YAML ({})", file, e.mark.line + 1, e.msg);
   }
   if (!root.IsMap()) fail("{}: expected a mapping of keys", file);
-  check_keys(root, {"name", "version", "description", "model", "calibration", "dense", "grid", "tasks", "seeds"}, file);
+  check_keys(root, {"name", "version", "description", "model", "device", "dtype", "calibration", "dense", "grid", "tasks", "seeds"}, file);
   for (const char* key : {"name", "model", "tasks"}) {
     if (!root[key]) fail("{}: {}: required", file, key);
   }
@@ -156,6 +156,8 @@ Experiment parse_experiment(const std::string& yaml_text, const std::string& fil
     x.name = root["name"].as<std::string>();
     x.model = root["model"].as<std::string>();
     if (root["version"]) x.version = root["version"].as<int>();
+    if (root["device"]) x.device = root["device"].as<std::string>();
+    if (root["dtype"]) x.dtype = root["dtype"].as<std::string>();
     if (root["description"]) x.description = root["description"].as<std::string>();
     if (const auto c = root["calibration"]) {
       if (!c.IsMap()) fail("{}: calibration: expected a mapping", file);
@@ -247,6 +249,7 @@ nlohmann::json sweep_manifest(const Experiment& experiment) {
   for (const auto& t : experiment.tasks) tasks.push_back(t.to_json());
   return {{"name", experiment.name}, {"version", experiment.version}, {"description", experiment.description},
           {"model", experiment.model}, {"experiment_file", experiment.file}, {"seeds", experiment.seeds},
+          {"device", experiment.device}, {"dtype", experiment.dtype},
           {"calibration", {{"nsamples", experiment.nsamples}, {"seqlen", experiment.seqlen},
                            {"seed", experiment.calibration_seed}, {"source", experiment.calibration_source}}},
           {"variants", variants}, {"tasks", tasks}, {"tool", version_string()}};

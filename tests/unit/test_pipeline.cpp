@@ -51,6 +51,11 @@ TEST_CASE("experiments expand into variants with kick compress arguments and tas
   CHECK(x.tasks[1].protocol == "llm-kick");
   CHECK(x.tasks[1].batch_size == 4);
   CHECK(x.seeds == std::vector<uint64_t>{0, 1});
+  CHECK(x.device == "cpu");
+  CHECK(x.dtype == "fp32");
+  const auto gpu = pipeline::parse_experiment("device: cuda\ndtype: fp16\n" + kExperiment, "gpu.yaml");
+  CHECK(gpu.device == "cuda");
+  CHECK(pipeline::sweep_manifest(gpu)["dtype"] == "fp16");
 
   pipeline::assign_keys(x, "abc");
   auto again = pipeline::parse_experiment(kExperiment, "elsewhere.yaml");

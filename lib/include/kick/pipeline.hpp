@@ -38,6 +38,7 @@ struct TaskCell {
 
 struct Experiment {
   std::string name, description, model, file;
+  std::string device = "cpu", dtype = "fp32";  // passed to every kick compress / kick evaluate job
   int version = 1;
   int64_t nsamples = 128, seqlen = 2048;  // calibration windows for the methods that need them
   uint64_t calibration_seed = 0;
