@@ -5,6 +5,7 @@
 // (its greedy token, decoded) and strict's log-likelihood of " A".." D". Beside it, the naive reference:
 // LLM-KICK's own way, one whole prompt at a time through generate() (tests and `kick bench mmlu` compare them).
 #include <algorithm>
+#include <map>
 #include <numeric>
 
 #include "kick/core.hpp"
@@ -20,10 +21,6 @@ struct PreparedQuestion {
   int shots = 0;
   bool reuses_prefix = false;
 };
-
-bool starts_with(const std::vector<int32_t>& ids, const std::vector<int32_t>& prefix) {
-  return ids.size() > prefix.size() && std::equal(prefix.begin(), prefix.end(), ids.begin());
-}
 
 // Next-token log-probabilities [rows, V] at each row's last real token. ids_rows hold the tokens after the
 // cached prefix (the whole prompt when prefix_length is 0).
@@ -115,58 +112,51 @@ std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpe
   at::NoGradGuard no_grad;
   SubjectPrompts subject = prepare_subject(model, task, shots, questions);
   auto& prepared = subject.questions;
-  const int full_shots = std::min<int>(task.few_shot.k, static_cast<int>(shots.size()));
-
-  // The cached prefix is the longest run of leading TOKENS that all full-shot prompts share (at least one token
-  // of each prompt left over): cutting at the text boundary instead would not do, as a byte-level BPE tokenizes
-  // the "\n\n" ending the shots differently when the question follows.
-  std::vector<int32_t> prefix_ids;
-  bool first = true;
-  for (auto& question : prepared) {
-    if (!reuse_prefix || question.shots != full_shots || question.shots == 0) continue;
-    const auto& ids = question.ids;
-    if (first) {
-      prefix_ids.assign(ids.begin(), ids.end() - 1);
-      first = false;
-    } else {
-      const auto limit = std::min(prefix_ids.size(), ids.size() - 1);
-      const auto mismatch = std::mismatch(prefix_ids.begin(), prefix_ids.begin() + static_cast<long>(limit), ids.begin());
-      prefix_ids.resize(static_cast<size_t>(mismatch.first - prefix_ids.begin()));
-    }
-  }
-  std::optional<KVCache> prefix_cache;
-  if (!prefix_ids.empty()) {
-    for (auto& p : prepared) p.reuses_prefix = starts_with(p.ids, prefix_ids);
-    prefix_cache.emplace(model.make_cache(1, static_cast<int64_t>(prefix_ids.size())));
-    auto ids = at::tensor(std::vector<int64_t>(prefix_ids.begin(), prefix_ids.end()), at::kLong).view({1, -1});
-    model.forward_hidden(ids.to(model.options().device), &*prefix_cache);
-  }
-
-  // Longest first within each group, so a batch pads little.
-  std::vector<size_t> order(questions.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    if (prepared[a].reuses_prefix != prepared[b].reuses_prefix) return prepared[a].reuses_prefix;
-    return prepared[a].ids.size() > prepared[b].ids.size();
-  });
+  // Questions are grouped by the number of shots their prompt kept: long questions (US history, law) drop shots
+  // to fit the budget, and questions that kept the same shots share the same leading text. Each group's cached
+  // prefix is the longest run of leading TOKENS all its prompts share (at least one token of each left over):
+  // cutting at the text boundary instead would not do, as a byte-level BPE tokenizes the "\n\n" ending the
+  // shots differently when the question follows. Groups of one, and zero-shot prompts, run whole.
+  std::map<int, std::vector<size_t>> groups;
+  for (size_t i = 0; i < prepared.size(); ++i) groups[reuse_prefix ? prepared[i].shots : -1].push_back(i);
   std::vector<MmluPrediction> out(questions.size());
   const auto step = static_cast<size_t>(std::max<int64_t>(1, batch_size));
-  for (size_t start = 0; start < order.size();) {
-    const bool reuse = prepared[order[start]].reuses_prefix;
-    std::vector<size_t> members;
-    while (start < order.size() && members.size() < step && prepared[order[start]].reuses_prefix == reuse) {
-      members.push_back(order[start++]);
+  for (auto& [group_shots, members_of_group] : groups) {
+    std::vector<int32_t> prefix_ids;
+    if (group_shots > 0 && members_of_group.size() > 1) {
+      const auto& first = prepared[members_of_group.front()].ids;
+      prefix_ids.assign(first.begin(), first.end() - 1);
+      for (size_t m : members_of_group) {
+        const auto& ids = prepared[m].ids;
+        const auto limit = std::min(prefix_ids.size(), ids.size() - 1);
+        const auto mismatch = std::mismatch(prefix_ids.begin(), prefix_ids.begin() + static_cast<long>(limit), ids.begin());
+        prefix_ids.resize(static_cast<size_t>(mismatch.first - prefix_ids.begin()));
+      }
     }
-    std::vector<const std::vector<int32_t>*> rows;
-    for (size_t m : members) rows.push_back(&prepared[m].ids);
-    Tensor logprobs = reuse ? last_token_logprobs(model, &*prefix_cache, static_cast<int64_t>(prefix_ids.size()), rows,
-                                                  prefix_ids.size())
-                            : last_token_logprobs(model, nullptr, 0, rows, 0);
-    for (size_t b = 0; b < members.size(); ++b) {
-      MmluPrediction& p = out[members[b]];
-      p.shots = prepared[members[b]].shots;
-      p.prefix_reused = reuse;
-      read_prediction(subject, model.tokenizer(), logprobs[static_cast<int64_t>(b)], p);
+    std::optional<KVCache> prefix_cache;
+    if (!prefix_ids.empty()) {
+      for (size_t m : members_of_group) prepared[m].reuses_prefix = true;
+      prefix_cache.emplace(model.make_cache(1, static_cast<int64_t>(prefix_ids.size())));
+      auto ids = at::tensor(std::vector<int64_t>(prefix_ids.begin(), prefix_ids.end()), at::kLong).view({1, -1});
+      model.forward_hidden(ids.to(model.options().device), &*prefix_cache);
+    }
+    // Longest first, so a batch pads little.
+    std::vector<size_t> order = members_of_group;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return prepared[x].ids.size() > prepared[y].ids.size(); });
+    for (size_t start = 0; start < order.size(); start += step) {
+      const std::vector<size_t> members(order.begin() + static_cast<long>(start),
+                                        order.begin() + static_cast<long>(std::min(order.size(), start + step)));
+      std::vector<const std::vector<int32_t>*> rows;
+      for (size_t m : members) rows.push_back(&prepared[m].ids);
+      Tensor logprobs = prefix_cache ? last_token_logprobs(model, &*prefix_cache, static_cast<int64_t>(prefix_ids.size()), rows,
+                                                           prefix_ids.size())
+                                     : last_token_logprobs(model, nullptr, 0, rows, 0);
+      for (size_t b = 0; b < members.size(); ++b) {
+        MmluPrediction& p = out[members[b]];
+        p.shots = prepared[members[b]].shots;
+        p.prefix_reused = prepared[members[b]].reuses_prefix;
+        read_prediction(subject, model.tokenizer(), logprobs[static_cast<int64_t>(b)], p);
+      }
     }
   }
   return out;

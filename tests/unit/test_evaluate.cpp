@@ -3,6 +3,9 @@
 // per-example log keeps complete lines only.
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <set>
+
 #include <fstream>
 
 #include "kick/evaluate.hpp"
@@ -52,6 +55,47 @@ TEST_CASE("MMLU scoring with the cached few-shot prefix equals scoring whole pro
       CHECK(cached[i].predicted == whole[i].predicted);
     }
   }
+}
+
+TEST_CASE("MMLU questions that keep fewer shots share a prefix per shot count, equal to whole prompts", "[evaluate][smollm2]") {
+  if (!std::filesystem::exists(test::smollm2_gguf())) {
+    WARN("skipped: " << test::smollm2_gguf() << " absent (run data/fetch_models.sh)");
+    return;
+  }
+  Model model = Model::load(test::smollm2_gguf().string());
+  eval::TaskSpec spec = eval::load_task("mmlu", eval::kProtocolStrict);
+  const auto data = eval::load_mmlu(data_path("mmlu"));
+  const std::string subject = "high_school_geography";
+  std::vector<eval::MmluExample> questions(data.test.at(subject).begin(), data.test.at(subject).begin() + 12);
+  std::vector<eval::MmluExample> shots(data.dev.at(subject).begin(), data.dev.at(subject).begin() + 5);
+  // The smallest budget at which the questions split into two shot counts of two or more questions each, as long
+  // questions do under the real 2048-token budget.
+  auto count = [&](const std::string& text) { return model.tokenizer().encode(text, model.tokenizer().add_bos_default(), false).size(); };
+  int64_t budget = 0;
+  for (int64_t b = 100; b < 1200 && budget == 0; b += 10) {
+    spec.few_shot.max_prompt_tokens = b;
+    std::map<int, int> by_shots;
+    for (const auto& q : questions) {
+      const auto prompt = eval::render_mmlu_prompt(spec, shots, q, count);
+      if (prompt.fits) ++by_shots[prompt.shots];
+    }
+    int groups = 0;
+    for (const auto& [n, members] : by_shots) groups += (n > 0 && members >= 2) ? 1 : 0;
+    if (groups >= 2) budget = b;
+  }
+  REQUIRE(budget > 0);
+  spec.few_shot.max_prompt_tokens = budget;
+  auto cached = eval::score_mmlu_subject(model, spec, shots, questions, 3, true);
+  auto whole = eval::score_mmlu_subject(model, spec, shots, questions, 4, false);
+  std::set<int> reused_shot_counts;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    INFO("question " << i << " with " << cached[i].shots << " shots");
+    CHECK(cached[i].shots == whole[i].shots);
+    if (cached[i].prefix_reused) reused_shot_counts.insert(cached[i].shots);
+    for (size_t c = 0; c < 4; ++c) CHECK(cached[i].logprobs[c] == Approx(whole[i].logprobs[c]).margin(2e-3));
+    CHECK(cached[i].predicted == whole[i].predicted);
+  }
+  CHECK(reused_shot_counts.size() >= 2);  // a cached prefix per shot count, not only for the full-shot prompts
 }
 
 TEST_CASE("the results log drops a torn last line and never duplicates an id", "[evaluate]") {
