@@ -25,6 +25,7 @@ struct PyModel {
   std::vector<compress::CompressionPlan> stages;
   std::vector<compress::CompressionReport> reports;
   std::shared_ptr<compress::CalibrationData> calibration;
+  compress::CalibrationConfig calibration_config;  // what `calibration` was drawn with
 };
 
 PyModel load_model(const std::string& path, const std::string& device, const std::string& dtype, int threads) {
@@ -129,13 +130,21 @@ PYBIND11_MODULE(kick, m) {
           plan.quant.group_size = group_size;
           plan.quant.symmetric = symmetric;
           plan.validate(p.model->config().hidden_size, p.model->config().intermediate_size);
-          if (plan.needs_calibration() && !p.calibration) {
+          if (plan.needs_calibration()) {
             compress::CalibrationConfig c;
             c.source = calibration;
             c.nsamples = nsamples;
             c.seqlen = seqlen > 0 ? seqlen : std::min<int64_t>(2048, p.model->config().max_position);
             c.seed = seed;
-            p.calibration = std::make_shared<compress::CalibrationData>(compress::load_calibration(p.model->tokenizer(), c));
+            // Windows are drawn again only when the request differs from the last stage's (a second stage with
+            // other settings must not silently reuse the first one's windows).
+            const bool same = p.calibration && p.calibration_config.source == c.source &&
+                              p.calibration_config.nsamples == c.nsamples && p.calibration_config.seqlen == c.seqlen &&
+                              p.calibration_config.seed == c.seed;
+            if (!same) {
+              p.calibration = std::make_shared<compress::CalibrationData>(compress::load_calibration(p.model->tokenizer(), c));
+              p.calibration_config = c;
+            }
           }
           py::gil_scoped_release release;
           auto report = compress::compress_model(*p.model, plan, p.calibration.get());
