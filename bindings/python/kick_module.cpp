@@ -21,7 +21,7 @@ py::object to_python(const nlohmann::json& value) { return py::module::import("j
 // A loaded model and what compressing it did, so `save` can write a self-describing folder.
 struct PyModel {
   std::shared_ptr<Model> model;
-  std::string path, source_hash;
+  std::string path;
   std::vector<compress::CompressionPlan> stages;
   std::vector<compress::CompressionReport> reports;
   std::shared_ptr<compress::CalibrationData> calibration;
@@ -37,7 +37,6 @@ PyModel load_model(const std::string& path, const std::string& device, const std
   PyModel m;
   m.model = std::make_shared<Model>(Model::load(resolved, options));
   m.path = resolved;
-  m.source_hash = content_hash(resolved);
   return m;
 }
 
@@ -161,7 +160,8 @@ PYBIND11_MODULE(kick, m) {
 
   m.def("save_model",
         [](const PyModel& p, const std::string& dir, bool overwrite) {
-          auto metadata = compress::compression_metadata(*p.model, p.stages, p.reports, p.calibration.get(), p.source_hash);
+          // The source's content hash is computed here, where it is needed, not at every load (a 7B model is GBs).
+          auto metadata = compress::compression_metadata(*p.model, p.stages, p.reports, p.calibration.get(), content_hash(p.path));
           compress::save_compressed_model(dir, *p.model, metadata, {}, overwrite);
         },
         py::arg("model"), py::arg("dir"), py::arg("overwrite") = false,

@@ -5,6 +5,7 @@
 // are per example, so a resumed run computes exactly what an uninterrupted one would.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -315,11 +316,17 @@ void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, c
     }
     reference.emplace(reference_path);
   }
+  std::map<std::string, JudgePrompt> prompts;  // read once per run, not once per record
+  auto prompt_named = [&](const std::string& name) -> const JudgePrompt& {
+    auto it = prompts.find(name);
+    if (it == prompts.end()) it = prompts.emplace(name, load_judge_prompt(name)).first;
+    return it->second;
+  };
   std::vector<JudgeJob> jobs;
   std::vector<JudgeRequest> requests;
   for (const auto& [id, record] : generations.records()) {
     if (judged.has(id)) continue;
-    const JudgePrompt prompt = load_judge_prompt(judge_prompt_name(metric_name, record));
+    const JudgePrompt& prompt = prompt_named(judge_prompt_name(metric_name, record));
     const std::string question = record["meta"].value("question", record.value("prompt", ""));
     const std::string answer = record.at("output").get<std::string>();
     if (pairwise && options.judge_against_references) {
@@ -341,7 +348,7 @@ void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, c
     jobs.push_back({id, prompt.reply, ""});
     const auto& questions = record["meta"].value("questions", nlohmann::json::array());
     if (record.contains("turns") && record["turns"].size() >= 2 && questions.size() >= 2) {
-      const JudgePrompt second = load_judge_prompt("fastchat_single_multi_turn");
+      const JudgePrompt& second = prompt_named("fastchat_single_multi_turn");
       requests.push_back(render_judge_prompt(second, {{"question_1", questions[0].get<std::string>()},
                                                       {"answer_1", record["turns"][0].get<std::string>()},
                                                       {"question_2", questions[1].get<std::string>()},

@@ -52,11 +52,6 @@ std::string percent(double ratio) {
   return std::fabs(p - std::round(p)) < 1e-9 ? fmt::format("{}%", static_cast<int64_t>(std::round(p))) : fmt::format("{}%", p);
 }
 
-std::string number_text(double v) {
-  std::string s = fmt::format("{}", v);
-  return s;
-}
-
 std::vector<Variant> expand_grid_entry(const YAML::Node& entry, const std::string& where) {
   if (!entry.IsMap()) fail("{}: expected a mapping with 'method'", where);
   check_keys(entry, {"method", "sparsity", "pattern", "bits", "group_size", "args"}, where);
@@ -75,7 +70,7 @@ std::vector<Variant> expand_grid_entry(const YAML::Node& entry, const std::strin
         v.method = method;
         v.sparsity = s;
         v.label = fmt::format("{} {}", method, percent(s));
-        v.compress_args = {"--method", method, "--sparsity", number_text(s)};
+        v.compress_args = {"--method", method, "--sparsity", fmt::format("{}", s)};
         out.push_back(v);
       }
     }

@@ -37,19 +37,7 @@ double scalar(const std::string& name) { return fixture_index().at("scalars").at
 
 double max_abs_diff(const Tensor& a, const Tensor& b) { return (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>(); }
 
-template <typename Fn>
-void require_error(Fn&& fn, std::vector<std::string> keywords) {
-  try {
-    fn();
-  } catch (const kick::Error& e) {
-    std::string message = e.what();
-    INFO(message);
-    CHECK(message.find('\n') == std::string::npos);
-    for (const auto& k : keywords) CHECK_THAT(message, Contains(k));
-    return;
-  }
-  FAIL("expected a kick::Error containing " << keywords.front());
-}
+using kick::test::require_error;
 
 kc::SparsityConfig ratio(double r) {
   kc::SparsityConfig c;
