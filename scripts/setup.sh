@@ -7,6 +7,7 @@ packages=(
   libtorch-dev libopenblas0-pthread libopenblas0-openmp libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev
   libpcre2-dev libyaml-cpp-dev zlib1g-dev libcpp-httplib-dev curl python3-pip
   python3-dev pybind11-dev python3-torch python3-numpy python3-pytest
+  slurm-wlm munge chromium   # cli.slurm_sweep (a one-node cluster started by the test), cli.report_chromium
 )
 missing=()
 for p in "${packages[@]}"; do
