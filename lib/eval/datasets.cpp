@@ -190,7 +190,7 @@ class CsvReader {
 json parse_json(std::string_view text, const std::string& where) {
   try {
     return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers past double (found by fuzzing)
     fail("{}: invalid JSON: {}", where, e.what());
   }
 }
@@ -434,7 +434,12 @@ std::vector<QaExample> load_freebaseqa_txt(const std::filesystem::path& path) {
 
 std::vector<QaExample> load_nq_open(const std::filesystem::path& path) {
   const std::string file = path.string();
-  const std::string text = read_gzip_file(path);
+  // The distributed file is gzipped; a plain JSONL (a user's own subset) is read as it is. Decided by the gzip
+  // magic bytes, not the file name.
+  std::string text = read_data_file(path);
+  if (text.size() >= 2 && static_cast<unsigned char>(text[0]) == 0x1f && static_cast<unsigned char>(text[1]) == 0x8b) {
+    text = read_gzip_file(path);
+  }
   const std::string id_prefix = stem_of(path);
   std::vector<QaExample> examples;
   for_each_json_line(text, file, "{question, answers, ctxs}", [&](const json& row, const std::string& where) {
@@ -490,7 +495,11 @@ std::vector<QaExample> load_triviaqa_rc(const std::filesystem::path& path,
       if (!t->is_string()) fail("{}: field \"Title\" must be a string, got {}", doc_where, t->type_name());
       title = t->get<std::string>();
     }
-    const fs::path evidence = *evidence_dir / folder / filename;
+    const fs::path relative = fs::path(filename).lexically_normal();
+    if (filename.empty() || relative.is_absolute() || (!relative.empty() && *relative.begin() == "..")) {
+      fail("{}: field \"Filename\" is \"{}\", expected a path inside the evidence folder", doc_where, filename);
+    }
+    const fs::path evidence = *evidence_dir / folder / relative;
     std::error_code ec;
     if (!fs::is_regular_file(evidence, ec))
       fail("{}: evidence file {} not found (field \"Filename\")", doc_where, evidence.string());

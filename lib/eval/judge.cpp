@@ -1,6 +1,7 @@
 // lib/eval/judge.cpp: the judge client (kick/judge.hpp): the OpenAI-compatible HTTP backend with retries,
 // backoff and a concurrency limit, the in-process model backend, and LLM-KICK's judge prompt files.
 #include "kick/judge.hpp"
+#include "kick/yaml_text.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -338,12 +339,7 @@ std::string scalar(const YAML::Node& node, const std::string& key, const std::st
 }  // namespace
 
 JudgePrompt parse_judge_prompt(const std::string& yaml_text, const std::string& file) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    fail("{}:{}: not valid YAML ({})", file, e.mark.line + 1, e.msg);
-  }
+  const YAML::Node root = parse_yaml_text(yaml_text, file);
   if (!root.IsMap()) fail("{}: expected a mapping of keys", file);
   static const std::set<std::string> known = {"name", "description", "source", "derived_from", "reply",
                                               "reference", "system", "template", "defaults"};

@@ -71,7 +71,7 @@ json parse_object(const std::string& body) {
   json request;
   try {
     request = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers past double
     reject(fmt::format("request body is not valid JSON ({})", e.what()), "");
   }
   if (!request.is_object()) reject(fmt::format("request body must be a JSON object, got {}", type_name(request)), "");

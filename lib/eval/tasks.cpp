@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "kick/yaml_text.hpp"
 #include "kick/core.hpp"
 #include "kick/eval.hpp"
 
@@ -326,8 +327,9 @@ class SpecReader {
 
     for (const auto& [key, values] : spec_.options) {
       const auto& [node, field] = option_nodes_.at(key);
+      const std::string& option_name = key;  // C++17 lambdas cannot capture structured bindings (clang refuses)
       auto info = std::find_if(loader.options.begin(), loader.options.end(),
-                               [&](const OptionInfo& o) { return o.name == key; });
+                               [&](const OptionInfo& o) { return o.name == option_name; });
       if (info == loader.options.end()) {
         std::vector<std::string> known;
         for (const auto& o : loader.options) known.push_back(o.name);
@@ -621,13 +623,7 @@ TaskSpec spec_for_protocol(const YAML::Node& root, const std::string& file, cons
 TaskSpec parse_task_spec(const std::string& yaml_text, const std::string& file, const std::string& protocol) {
   if (!contains(protocol_names(), protocol))
     fail("{}: unknown protocol '{}' (known: {})", file, protocol, join_names(protocol_names()));
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    if (e.mark.is_null()) fail("{}: not valid YAML: {}", file, e.msg);
-    fail("{}:{}: not valid YAML: {}", file, e.mark.line + 1, e.msg);
-  }
+  const YAML::Node root = parse_yaml_text(yaml_text, file);
   TaskSpec spec = spec_for_protocol(root, file, protocol);
   // The other protocol is validated too, so a mistake in its section cannot wait for the day it is used.
   for (const auto& other : protocol_names())

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <set>
 
+#include "kick/yaml_text.hpp"
 #include "kick/core.hpp"
 #include "kick/pipeline.hpp"
 
@@ -134,12 +135,7 @@ nlohmann::json TaskCell::to_json() const {
 }
 
 Experiment parse_experiment(const std::string& yaml_text, const std::string& file) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    fail("{}:{}: not valid YAML ({})", file, e.mark.line + 1, e.msg);
-  }
+  const YAML::Node root = parse_yaml_text(yaml_text, file);
   if (!root.IsMap()) fail("{}: expected a mapping of keys", file);
   check_keys(root, {"name", "version", "description", "model", "device", "dtype", "calibration", "dense", "grid", "tasks", "seeds"}, file);
   for (const char* key : {"name", "model", "tasks"}) {

@@ -407,6 +407,20 @@ TEST_CASE("gzip: zero padding passes and truncated or corrupt or empty or plain 
   kick::test::require_error([&] { ke::read_gzip_file(dir / "empty.gz"); }, {"empty.gz", "empty file"});
   kick::test::require_error([&] { ke::read_gzip_file(dir / "missing.gz"); }, {"missing.gz", "file not found"});
   kick::test::require_error([&] { ke::read_gzip_file(dir); }, {"eval_data_gzip", "is a folder"});
+
+  // Found by fuzzing: a number past double's range is the JSON parser's out_of_range, not a parse_error.
+  write_bytes(dir / "huge_number.jsonl", "{\"question\": \"q\", \"answers\": [\"a\"], \"ctxs\": [], \"n\": 4E444444444}\n");
+  kick::test::require_error([&] { ke::load_nq_open(dir / "huge_number.jsonl"); }, {"huge_number.jsonl:1", "invalid JSON"});
+
+  // NQ-open decides by the gzip magic bytes, not the name: a user's plain JSONL subset loads as it is.
+  write_bytes(dir / "subset.jsonl", text);
+  const auto plain = ke::load_nq_open(dir / "subset.jsonl");
+  const auto zipped = ke::load_nq_open(eval_fixture("data_nq_small.jsonl.gz"));
+  REQUIRE(plain.size() == zipped.size());
+  for (size_t i = 0; i < plain.size(); ++i) {
+    CHECK(plain[i].question == zipped[i].question);
+    CHECK(plain[i].answers == zipped[i].answers);
+  }
 }
 
 // ------------------------------------------------------------------------------------------- TriviaQA
@@ -454,6 +468,17 @@ TEST_CASE("TriviaQA rc: errors name the file and the Data index and field", "[ev
   kick::test::require_error([&] { ke::load_triviaqa_rc(root / "qa" / "web-dev.json", root / "no_such_evidence"); },
                 {"no_such_evidence", "folder not found"});
   kick::test::require_error([&] { ke::load_triviaqa_rc(root / "qa" / "missing.json"); }, {"missing.json", "file not found"});
+
+  // Evidence file names stay inside the evidence folder (found by fuzzing the reader): no "..", no absolute paths.
+  const fs::path dir = kick::test::scratch_dir("eval_data_triviaqa_escape");
+  for (const char* name : {"../../../etc/hostname", "/etc/hostname", "wikipedia/../../x.txt"}) {
+    const nlohmann::json file = {{"Data", {{{"QuestionId", "q1"}, {"Question", "Who?"},
+                                            {"Answer", {{"Value", "x"}, {"Aliases", {"x"}}, {"NormalizedAliases", {"x"}}}},
+                                            {"EntityPages", {{{"Filename", name}}}}}}}};
+    write_bytes(dir / "escape.json", file.dump());
+    kick::test::require_error([&] { ke::load_triviaqa_rc(dir / "escape.json", root / "evidence"); },
+                              {"escape.json:Data[0].EntityPages[0]", "\"Filename\"", "inside the evidence folder"});
+  }
 }
 
 // ------------------------------------------------------------------------------------------- CNN/DailyMail

@@ -86,6 +86,8 @@ TEST_CASE("bad experiment files are refused with the file and the key", "[pipeli
   bad("name: n\nmodel: m\ntasks:\n  - {task: mmlu, protocol: loose}\n", {"tasks[0]", "'loose'"});
   bad("name: n\nmodel: m\ndense: false\n" + tasks, {"no variants"});
   bad("name: [unclosed\n", {"x.yaml:"});
+  // Found by fuzzing: a name that is not UTF-8 parsed, then broke sweep.json's writer with a bare JSON error.
+  bad("name: n\xffo\nmodel: m\n" + tasks, {"x.yaml", "not UTF-8 text", "0xFF", "offset 7"});
 }
 
 TEST_CASE("the report's tables and charts carry the summaries' numbers, matching cells marked", "[pipeline]") {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -133,6 +134,10 @@ class Progress {
 double monotonic_seconds();
 // "1h02m", "3m05s", "12.3s".
 std::string format_duration(double seconds);
+
+// The offset of the first byte that breaks strict UTF-8 (overlong forms, surrogates and code points past
+// U+10FFFF are invalid, as for nlohmann::json's writer), or nullopt when the whole text is valid.
+std::optional<size_t> find_invalid_utf8(std::string_view text);
 
 // The folder for fetched models: $KICK_CACHE, else ~/.cache/kick.
 std::filesystem::path cache_root();
