@@ -8,6 +8,7 @@ packages=(
   libpcre2-dev libyaml-cpp-dev zlib1g-dev libcpp-httplib-dev curl python3-pip
   python3-dev pybind11-dev python3-torch python3-numpy python3-pytest
   slurm-wlm munge chromium   # cli.slurm_sweep (a one-node cluster started by the test), cli.report_chromium
+  clang libclang-rt-dev      # the libFuzzer targets (scripts/fuzz.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

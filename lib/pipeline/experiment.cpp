@@ -20,6 +20,8 @@ bool needs_calibration(const std::string& method) { return method != "magnitude"
 
 void check_keys(const YAML::Node& node, const std::set<std::string>& known, const std::string& where) {
   for (const auto& kv : node) {
+    // A key that is itself a list or mapping ("{method: wanda, [2:4]}") is a typo, not a name (found by fuzzing).
+    if (!kv.first.IsScalar()) fail("{}: expected key names, found a {} used as a key", where, kv.first.IsSequence() ? "list" : "mapping");
     const auto key = kv.first.as<std::string>();
     if (!known.count(key)) {
       std::string list;
@@ -134,8 +136,9 @@ nlohmann::json TaskCell::to_json() const {
   return {{"task", task}, {"protocol", protocol}, {"limit", limit}, {"batch_size", batch_size}, {"metric", metric}};
 }
 
-Experiment parse_experiment(const std::string& yaml_text, const std::string& file) {
-  const YAML::Node root = parse_yaml_text(yaml_text, file);
+namespace {
+
+Experiment experiment_from_yaml(const YAML::Node& root, const std::string& file) {
   if (!root.IsMap()) fail("{}: expected a mapping of keys", file);
   check_keys(root, {"name", "version", "description", "model", "device", "dtype", "calibration", "dense", "grid", "tasks", "seeds"}, file);
   for (const char* key : {"name", "model", "tasks"}) {
@@ -172,7 +175,12 @@ Experiment parse_experiment(const std::string& yaml_text, const std::string& fil
   if (const auto grid = root["grid"]) {
     if (!grid.IsSequence()) fail("{}: grid: expected a list of entries", file);
     for (size_t i = 0; i < grid.size(); ++i) {
-      for (auto& v : expand_grid_entry(grid[i], fmt::format("{}: grid[{}]", file, i))) x.variants.push_back(std::move(v));
+      const std::string where = fmt::format("{}: grid[{}]", file, i);
+      try {
+        for (auto& v : expand_grid_entry(grid[i], where)) x.variants.push_back(std::move(v));
+      } catch (const YAML::Exception& e) {
+        fail("{}: {}", where, e.msg);
+      }
     }
   }
   if (x.variants.empty()) fail("{}: no variants (dense: false and no grid)", file);
@@ -213,6 +221,18 @@ Experiment parse_experiment(const std::string& yaml_text, const std::string& fil
     x.tasks.push_back(cell);
   }
   return x;
+}
+
+}  // namespace
+
+Experiment parse_experiment(const std::string& yaml_text, const std::string& file) {
+  const YAML::Node root = parse_yaml_text(yaml_text, file);
+  try {
+    return experiment_from_yaml(root, file);
+  } catch (const YAML::Exception& e) {  // a value of the wrong shape anywhere the checks above did not name
+    if (e.mark.is_null()) fail("{}: {}", file, e.msg);
+    fail("{}:{}: {}", file, e.mark.line + 1, e.msg);
+  }
 }
 
 Experiment load_experiment(const std::filesystem::path& path) {

@@ -88,6 +88,9 @@ TEST_CASE("bad experiment files are refused with the file and the key", "[pipeli
   bad("name: [unclosed\n", {"x.yaml:"});
   // Found by fuzzing: a name that is not UTF-8 parsed, then broke sweep.json's writer with a bare JSON error.
   bad("name: n\xffo\nmodel: m\n" + tasks, {"x.yaml", "not UTF-8 text", "0xFF", "offset 7"});
+  bad("name: n\nmodel: m\ngrid:\n  - {method: wanda,[\"2:4\"]}\n" + tasks, {"grid[0]", "a list used as a key"});
+  bad("name: \"n\\_\"\nmodel: m\n" + tasks, {"x.yaml:1", "not UTF-8"});  // yaml-cpp decodes \_ (U+00A0) to one raw byte
+  bad("name: n\nmodel: m\ngrid:\n  - {method: [wanda], sparsity: 0.5}\n" + tasks, {"grid[0]"});
 }
 
 TEST_CASE("the report's tables and charts carry the summaries' numbers, matching cells marked", "[pipeline]") {
