@@ -51,16 +51,27 @@ VocabSpec read_tokenizer_json(const std::string& path) {
   if (model.value("type", "") != "BPE") fail("{}: model.type '{}' is not supported (expected BPE)", path, model.value("type", ""));
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: missing object 'model.vocab'", path);
   VocabSpec v;
+  // Ids index a dense table, so each must be below the number of entries: an id of 10^9 in a small file would
+  // otherwise allocate gigabytes (found by fuzzing).
+  size_t entries = model["vocab"].size();
+  if (j.contains("added_tokens")) {
+    if (!j["added_tokens"].is_array()) fail("{}: 'added_tokens' is not an array", path);
+    entries += j["added_tokens"].size();
+  }
   size_t size = 0;
   for (const auto& [token, id] : model["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0) fail("{}: model.vocab['{}'] is not a non-negative integer id", path, token);
+    if (static_cast<uint64_t>(id.get<int64_t>()) >= entries)
+      fail("{}: model.vocab['{}'] has id {}, expected below the {} entries of vocab and added_tokens", path, token, id.get<int64_t>(), entries);
     size = std::max(size, static_cast<size_t>(id.get<int64_t>()) + 1);
   }
   if (j.contains("added_tokens")) {
-    if (!j["added_tokens"].is_array()) fail("{}: 'added_tokens' is not an array", path);
     for (const auto& t : j["added_tokens"]) {
-      if (!t.contains("id") || !t["id"].is_number_integer()) fail("{}: added_tokens entry without an integer 'id'", path);
-      size = std::max(size, static_cast<size_t>(t["id"].get<int64_t>()) + 1);
+      if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer()) fail("{}: added_tokens entry without an integer 'id'", path);
+      const int64_t id = t["id"].get<int64_t>();
+      if (id < 0 || static_cast<uint64_t>(id) >= entries)
+        fail("{}: added_tokens id {} is outside 0..{} (the entries of vocab and added_tokens)", path, id, entries - 1);
+      size = std::max(size, static_cast<size_t>(id) + 1);
     }
   }
   v.tokens.assign(size, "");

@@ -104,5 +104,11 @@ TEST_CASE("malformed tokenizer.json files are refused with the file and field", 
   CHECK_THROWS_WITH(read_tokenizer_json(write("d.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}}}")),
                     Catch::Contains("d.json") && Catch::Contains("model.vocab['a']"));
   CHECK_THROWS_WITH(read_tokenizer_json(write("e.json", "{not json")), Catch::Contains("e.json"));
+  // Found by fuzzing: ids index a dense table, so an id far past the entries would allocate gigabytes.
+  CHECK_THROWS_WITH(read_tokenizer_json(write("f.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 900000000}}}")),
+                    Catch::Contains("f.json") && Catch::Contains("model.vocab['a'] has id 900000000"));
+  CHECK_THROWS_WITH(read_tokenizer_json(write("g.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}},"
+                                                        " \"added_tokens\": [{\"id\": -3, \"content\": \"x\"}]}")),
+                    Catch::Contains("g.json") && Catch::Contains("added_tokens id -3"));
   CHECK_THROWS_WITH(make_tokenizer(VocabSpec{}), Catch::Contains("not supported"));
 }
