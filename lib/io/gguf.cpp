@@ -227,9 +227,19 @@ GgufContents read_gguf(const std::string& path) {
       fail("{}: tensor {} has rows of {} elements (ne[0]), not a multiple of the {} block size {}", path,
            info.name, row, layout->name, layout->block_elements);
     }
+    // Checked products: extents whose product wraps would pass the size check below with a tiny byte count and
+    // then describe a tensor far larger than the file (found by fuzzing: a read past the mapping).
     int64_t numel = 1;
-    for (int64_t extent : info.shape) numel *= extent;
+    for (int64_t extent : info.shape) {
+      if (extent <= 0 || numel > std::numeric_limits<int64_t>::max() / extent) {
+        fail("{}: tensor {} has a shape whose element count is zero, negative or beyond 2^63", path, info.name);
+      }
+      numel *= extent;
+    }
     const int64_t n_blocks = numel / layout->block_elements;
+    if (static_cast<uint64_t>(n_blocks) > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(layout->block_bytes)) {
+      fail("{}: tensor {} is larger than any file could hold", path, info.name);
+    }
     const uint64_t bytes = static_cast<uint64_t>(n_blocks) * static_cast<uint64_t>(layout->block_bytes);
     if (info.offset % alignment != 0) {
       fail("{}: tensor {} data offset {} is not a multiple of the alignment {}", path, info.name, info.offset,
