@@ -432,13 +432,17 @@ std::vector<QaExample> load_freebaseqa_txt(const std::filesystem::path& path) {
 
 // ------------------------------------------------------------------------------------------- NQ-open, TriviaQA
 
+namespace {
+std::string gunzip(const std::string& compressed, const std::string& file);  // in the gzip section below
+}  // namespace
+
 std::vector<QaExample> load_nq_open(const std::filesystem::path& path) {
   const std::string file = path.string();
   // The distributed file is gzipped; a plain JSONL (a user's own subset) is read as it is. Decided by the gzip
   // magic bytes, not the file name.
   std::string text = read_data_file(path);
   if (text.size() >= 2 && static_cast<unsigned char>(text[0]) == 0x1f && static_cast<unsigned char>(text[1]) == 0x8b) {
-    text = read_gzip_file(path);
+    text = gunzip(text, file);
   }
   const std::string id_prefix = stem_of(path);
   std::vector<QaExample> examples;
@@ -533,9 +537,10 @@ std::vector<QaExample> load_triviaqa_rc(const std::filesystem::path& path,
 
 // ------------------------------------------------------------------------------------------- gzip
 
-std::string read_gzip_file(const std::filesystem::path& path) {
-  const std::string file = path.string();
-  const std::string compressed = read_data_file(path);
+namespace {
+
+// Inflates a whole gzip stream (concatenated members allowed) read from `file`.
+std::string gunzip(const std::string& compressed, const std::string& file) {
   if (compressed.empty()) fail("{}: empty file, expected gzip data", file);
   if (compressed.size() > UINT_MAX) fail("{}: {} bytes, larger than zlib's 4 GiB input limit", file, compressed.size());
 
@@ -582,6 +587,10 @@ std::string read_gzip_file(const std::filesystem::path& path) {
   out.resize(produced);
   return out;
 }
+
+}  // namespace
+
+std::string read_gzip_file(const std::filesystem::path& path) { return gunzip(read_data_file(path), path.string()); }
 
 // ------------------------------------------------------------------------------------------- CNN/DailyMail
 

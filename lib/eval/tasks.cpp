@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <set>
 
-#include "kick/yaml_text.hpp"
 #include "kick/core.hpp"
 #include "kick/eval.hpp"
+#include "kick/yaml_text.hpp"
 
 namespace kick::eval {
 namespace {

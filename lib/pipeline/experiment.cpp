@@ -6,9 +6,9 @@
 #include <cmath>
 #include <set>
 
-#include "kick/yaml_text.hpp"
 #include "kick/core.hpp"
 #include "kick/pipeline.hpp"
+#include "kick/yaml_text.hpp"
 
 namespace kick::pipeline {
 namespace {
