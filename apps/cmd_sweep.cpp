@@ -82,8 +82,8 @@ void mark_done(const Job& job) {
   if (!job.marker_path.empty()) write_file_atomically(job.marker_path, job.marker.dump(2) + "\n");
 }
 
-bool cell_is_done(const std::filesystem::path& marker_path, const nlohmann::json& marker) {
-  if (!std::filesystem::exists(marker_path) || !std::filesystem::exists(marker_path.parent_path() / "summary.json")) return false;
+bool cell_is_done(const std::filesystem::path& marker_path, const std::filesystem::path& summary_path, const nlohmann::json& marker) {
+  if (!std::filesystem::exists(marker_path) || !std::filesystem::exists(summary_path)) return false;
   try {
     return nlohmann::json::parse(read_file(marker_path)) == marker;
   } catch (const nlohmann::json::exception&) {
@@ -116,11 +116,11 @@ std::vector<Job> plan_jobs(const pipeline::Experiment& experiment, const std::st
       }
     }
     for (const auto& t : experiment.tasks) {
-      const auto cell_dir = pipeline::variant_eval_dir(out, v) / (t.task + "." + t.protocol);
+      const auto summary_path = pipeline::cell_summary_path(out, v, t);
       Job job;
       job.marker = {{"variant", v.to_json()}, {"task", t.to_json()}, {"seeds", experiment.seeds}};
-      job.marker_path = cell_dir / "sweep_cell.json";
-      if (cell_is_done(job.marker_path, job.marker)) continue;  // done with these settings
+      job.marker_path = summary_path.parent_path() / "sweep_cell.json";
+      if (cell_is_done(job.marker_path, summary_path, job.marker)) continue;  // done with these settings
       job.name = fmt::format("evaluate {} / {} ({})", v.label, t.task, t.protocol);
       job.args = {"evaluate", "-m", model, "-t", std::to_string(threads), "--device", experiment.device, "--dtype",
                   experiment.dtype, "--task", t.task, "--protocol", t.protocol,
@@ -215,14 +215,24 @@ nlohmann::json job_to_json(const Job& job) {
           {"marker", job.marker}, {"marker_path", job.marker_path.string()}};
 }
 
-Job job_from_json(const nlohmann::json& j) {
+// A job of a plan file written by job_to_json; `where` names the file and the job for errors (a hand-edited
+// or truncated plan gets the missing or mistyped field by name).
+Job job_from_json(const nlohmann::json& j, const std::string& where) {
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    if (!j.is_object() || !j.contains(key)) fail("{}: missing field '{}'", where, key);
+    return j.at(key);
+  };
   Job job;
-  job.name = j.at("name").get<std::string>();
-  job.args = j.at("args").get<std::vector<std::string>>();
-  job.log = j.at("log").get<std::string>();
-  job.needs_model = j.at("needs_model").get<std::string>();
-  job.marker = j.at("marker");
-  job.marker_path = j.at("marker_path").get<std::string>();
+  try {
+    job.name = field("name").get<std::string>();
+    job.args = field("args").get<std::vector<std::string>>();
+    job.log = field("log").get<std::string>();
+    job.needs_model = field("needs_model").get<std::string>();
+    job.marker = field("marker");
+    job.marker_path = field("marker_path").get<std::string>();
+  } catch (const nlohmann::json::type_error& e) {
+    fail("{}: a field has the wrong type ({})", where, e.what());
+  }
   return job;
 }
 
@@ -378,12 +388,17 @@ void register_slurm_task_command(CLI::App& app) {
     } catch (const nlohmann::json::exception& e) {
       fail("{}: not a kick sweep plan ({})", args->plan, e.what());
     }
+    if (!plan.is_object() || !plan.contains(args->stage) || !plan.at(args->stage).is_array()) {
+      fail("{}: no '{}' job list in this plan", args->plan, args->stage);
+    }
     const auto& stage = plan.at(args->stage);
     if (args->index < 0 || args->index >= static_cast<int64_t>(stage.size())) {
       fail("{}: {} index {} is outside 0..{}", args->plan, args->stage, args->index, static_cast<int64_t>(stage.size()) - 1);
     }
-    const Job job = job_from_json(stage.at(static_cast<size_t>(args->index)));
-    if (!job.marker_path.empty() && cell_is_done(job.marker_path, job.marker)) {
+    const Job job = job_from_json(stage.at(static_cast<size_t>(args->index)),
+                                  fmt::format("{}: {} job {}", args->plan, args->stage, args->index));
+    // plan_jobs puts the marker beside the cell's summary.json.
+    if (!job.marker_path.empty() && cell_is_done(job.marker_path, job.marker_path.parent_path() / "summary.json", job.marker)) {
       std::fprintf(stderr, "kick slurm-task: %s is already done\n", job.name.c_str());
       return;
     }

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
-all=(safetensors gguf llama2c config_json tokenizer_json task_file experiment datasets)
+all=(safetensors gguf llama2c config_json tokenizer_json task_file experiment datasets judge)
 [ $# -gt 0 ] && targets=("$@") || targets=("${all[@]}")
 
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install clang)" >&2; exit 1; }

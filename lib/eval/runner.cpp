@@ -358,37 +358,48 @@ void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, c
   }
   if (requests.empty()) return;
   Progress progress(fmt::format("{} judge", spec.name), static_cast<int64_t>(requests.size()), "requests");
-  const auto replies = options.judge->complete_all(requests, std::max<size_t>(1, options.judge_concurrency));
-  // One judged record per example, in the order its requests were made.
-  std::vector<nlohmann::json> records;
-  for (size_t i = 0; i < replies.size();) {
-    nlohmann::json scores = nlohmann::json::object(), texts = nlohmann::json::array();
-    std::vector<std::string> errors;
-    int64_t attempts = 0;
-    const std::string id = jobs[i].id;
-    for (; i < replies.size() && jobs[i].id == id; ++i) {
-      texts.push_back(replies[i].text);
-      attempts += replies[i].attempts;
-      const std::string error = replies[i].ok ? read_judge_reply(jobs[i], replies[i].text, scores)
-                                              : "request failed: " + replies[i].error;
-      if (!error.empty()) errors.push_back(jobs[i].score_suffix.empty() ? error : jobs[i].score_suffix.substr(1) + ": " + error);
-      progress.update(static_cast<int64_t>(i + 1));
-    }
-    if (jobs[i - 1].reply_format == "rating" && errors.empty()) {
-      // FastChat's MT-Bench score: the mean over the turns graded.
-      double sum = 0;
-      int turns = 0;
-      for (const auto& [name, value] : scores.items()) {
-        if (name.rfind("judge_rating_turn", 0) == 0) sum += value.get<double>(), ++turns;
+  // Requests go out in chunks, and each chunk's judged records are appended (flushed) before the next chunk
+  // starts: a judge phase of hours shows its progress and, killed, resumes from the last chunk written.
+  // A chunk never splits one example's requests (MT-Bench's two turns make one record).
+  const size_t concurrency = std::max<size_t>(1, options.judge_concurrency);
+  const size_t chunk = std::max<size_t>(8, 2 * concurrency);
+  for (size_t begin = 0; begin < requests.size();) {
+    size_t end = std::min(requests.size(), begin + chunk);
+    while (end < requests.size() && jobs[end].id == jobs[end - 1].id) ++end;
+    const std::vector<JudgeRequest> batch(requests.begin() + static_cast<long>(begin), requests.begin() + static_cast<long>(end));
+    const auto replies = options.judge->complete_all(batch, concurrency);
+    // One judged record per example, in the order its requests were made.
+    std::vector<nlohmann::json> records;
+    for (size_t i = begin; i < end;) {
+      nlohmann::json scores = nlohmann::json::object(), texts = nlohmann::json::array();
+      std::vector<std::string> errors;
+      int64_t attempts = 0;
+      const std::string id = jobs[i].id;
+      for (; i < end && jobs[i].id == id; ++i) {
+        const JudgeReply& reply = replies[i - begin];
+        texts.push_back(reply.text);
+        attempts += reply.attempts;
+        const std::string error = reply.ok ? read_judge_reply(jobs[i], reply.text, scores) : "request failed: " + reply.error;
+        if (!error.empty()) errors.push_back(jobs[i].score_suffix.empty() ? error : jobs[i].score_suffix.substr(1) + ": " + error);
       }
-      scores["judge_rating"] = sum / turns;
+      if (jobs[i - 1].reply_format == "rating" && errors.empty()) {
+        // FastChat's MT-Bench score: the mean over the turns graded.
+        double sum = 0;
+        int turns = 0;
+        for (const auto& [name, value] : scores.items()) {
+          if (name.rfind("judge_rating_turn", 0) == 0) sum += value.get<double>(), ++turns;
+        }
+        scores["judge_rating"] = sum / turns;
+      }
+      std::string error;
+      for (const auto& e : errors) error += (error.empty() ? "" : "; ") + e;
+      records.push_back({{"id", id}, {"judge", options.judge->describe()}, {"reply", texts.size() == 1 ? texts[0] : texts},
+                         {"attempts", attempts}, {"failed", !error.empty()}, {"error", error}, {"scores", scores}});
     }
-    std::string error;
-    for (const auto& e : errors) error += (error.empty() ? "" : "; ") + e;
-    records.push_back({{"id", id}, {"judge", options.judge->describe()}, {"reply", texts.size() == 1 ? texts[0] : texts},
-                       {"attempts", attempts}, {"failed", !error.empty()}, {"error", error}, {"scores", scores}});
+    judged.append(records);
+    progress.update(static_cast<int64_t>(end));
+    begin = end;
   }
-  judged.append(records);
   progress.finish();
 }
 
@@ -463,6 +474,17 @@ TaskSummary evaluate_task(const Model& model, const TaskSpec& spec, const RunOpt
         per_seed[name].push_back(value);
       }
       summary.details["judge"] = options.judge->describe();
+      // Every judged example is counted, parsed or not: a judge that cannot follow its prompt shows up here,
+      // not as a missing metric.
+      auto& tally = summary.details["judge_tally"];
+      if (tally.is_null()) tally = {{"judged", 0}, {"parsed", 0}, {"unparseable", 0}, {"request_failed", 0}};
+      for (const auto& [id, record] : judged.records()) {
+        tally["judged"] = tally["judged"].get<int64_t>() + 1;
+        const char* kind = !record.value("failed", false) ? "parsed"
+                           : record.value("error", "").find("request failed") != std::string::npos ? "request_failed"
+                                                                                                  : "unparseable";
+        tally[kind] = tally[kind].get<int64_t>() + 1;
+      }
     } else if (has_judge_metric(spec)) {
       summary.details["judge"] = "not run: no judge given (kick evaluate --judge-url or --judge-model)";
     }

@@ -24,13 +24,15 @@ Tensor place(const Tensor& t, const ModelOptions& options) {
 }
 
 // x @ W^T. A single row (every decoding step) goes through matrix-vector: BLAS's M=1 GEMM path is about
-// 6x slower than its GEMV on this machine (fp32, 1536x576: 0.153 ms vs 0.024 ms).
+// 6x slower than its GEMV on this machine (fp32, 1536x576: 0.153 ms vs 0.024 ms). In bf16 on CPU, LibTorch's
+// GEMV is a scalar loop (slower than oneDNN's M=1 matmul), so kick's own gemv_bf16 does it.
 Tensor project(const Tensor& x, const Tensor& weight) {
   const int64_t in = x.size(-1);
   if (x.numel() == in) {
     auto sizes = x.sizes().vec();
     sizes.back() = weight.size(0);
-    return at::mv(weight, x.reshape({in})).view(sizes);
+    if (gemv_bf16_applies(weight, x)) return gemv_bf16(weight, x).view(sizes);
+    if (x.scalar_type() == at::kFloat) return at::mv(weight, x.reshape({in})).view(sizes);
   }
   return at::linear(x, weight);
 }
@@ -53,17 +55,25 @@ Tensor grouped_causal_attention(const Tensor& q, const Tensor& k, const Tensor& 
   const int64_t s = k.size(2), past = s - t, group = heads / num_kv_heads;
   auto q_grouped = (q * (1.0 / std::sqrt(static_cast<double>(d)))).view({b, num_kv_heads, group, t, d});
   auto out = at::empty({b, num_kv_heads, group, t, d}, q.options());
+  // The scores leave the matmul already rounded to the model's dtype. Converting them to fp32 for the softmax
+  // and back costs two passes over the largest tensor of a long prompt and changes nothing beyond the final
+  // rounding: bf16 softmax accumulates in fp32 on CPU (4x faster than the round trip, within one bf16 ulp).
+  // Half on CPU has no softmax kernel in LibTorch 1.13, so it still goes through fp32. The additive mask holds
+  // only 0 and -inf, exact in any dtype.
+  const bool native_softmax = q.scalar_type() != at::kHalf || q.is_cuda();
   for (int64_t start = 0; start < t; start += query_block) {
     const int64_t rows = std::min(query_block, t - start), visible = past + start + rows;
     auto q_block = q_grouped.narrow(3, start, rows).reshape({b, num_kv_heads, group * rows, d});
     auto keys = k.narrow(2, 0, visible), values = v.narrow(2, 0, visible);
-    auto scores = at::matmul(q_block, keys.transpose(-1, -2)).to(at::kFloat);
+    auto scores = at::matmul(q_block, keys.transpose(-1, -2));
+    if (!native_softmax) scores = scores.to(at::kFloat);
     auto scores5 = scores.view({b, num_kv_heads, group, rows, visible});
     if (additive_mask.defined()) {
       scores5.add_(additive_mask.narrow(2, start, rows).narrow(3, 0, visible).unsqueeze(1));
     } else if (rows > 1) {
-      auto future = at::ones({rows, visible}, scores.options().dtype(at::kBool)).triu(visible - rows + 1);
-      scores5.masked_fill_(future, -std::numeric_limits<float>::infinity());
+      // Only the block's own last `rows` keys can lie in its rows' future: mask that square, not every key.
+      auto future = at::ones({rows, rows}, scores.options().dtype(at::kBool)).triu(1);
+      scores5.narrow(4, visible - rows, rows).masked_fill_(future, -std::numeric_limits<float>::infinity());
     }
     auto probs = at::softmax(scores, -1).to(v.scalar_type());
     out.narrow(3, start, rows).copy_(at::matmul(probs, values).view({b, num_kv_heads, group, rows, d}));

@@ -269,4 +269,13 @@ dataset(5, "triviaqa_rc", json.dumps({"Data": [{"QuestionId": "tc_1", "Question"
 dataset(6, "story", b"(CNN) -- A short story about a cat.\n\nThe cat sat on the mat.\n\n@highlight\n\nCat sits on mat\n\n@highlight\n\nMat unharmed\n")
 dataset(7, "vicuna80", b'{"question_id": 1, "text": "How can I sleep better?", "category": "generic"}\n')
 dataset(8, "mt_bench", b'{"question_id": 81, "category": "writing", "turns": ["Write a haiku.", "Now make it rhyme."]}\n')
+
+
+# ------------------------------------------------------------ judges (first byte: 0 = prompt file, else a reply)
+for name in ("llmkick_summary", "llmkick_mt_general", "fastchat_single_multi_turn"):
+    with open(os.path.join(REPO, "data", "judges", f"{name}.yaml"), "rb") as f:
+        put("judge", name, b"\x00" + f.read())
+put("judge", "reply_rating", b"\x01The answer is clear and correct. Rating: [[8]]")
+put("judge", "reply_pair", b"\x017 4\nAssistant 1 was more helpful than Assistant 2.")
+put("judge", "reply_summary", b"\x017 8\n8 8.5\n9 7\n6 6\nAssistant 2 misses the main event.")
 print("seeds written under", CORPUS)

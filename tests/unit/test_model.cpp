@@ -98,6 +98,18 @@ TEST_CASE("blocked grouped-query attention equals the naive form", "[model]") {
     auto got = grouped_causal_attention(q, k, v, mask, kv, block);
     CHECK((got - masked_expected).abs().max().item<double>() < 1e-5);
   }
+  // bf16 keeps its scores and softmax in bf16 (fp32 accumulation inside the kernel): within bf16 rounding of the
+  // fp32 naive form on the same rounded inputs, masked and causal.
+  auto qb = q.to(at::kBFloat16), kb = k.to(at::kBFloat16), vb = v.to(at::kBFloat16);
+  auto expected_b = naive_attention(qb.to(at::kFloat), kb.to(at::kFloat), vb.to(at::kFloat), at::Tensor());
+  auto masked_expected_b = naive_attention(qb.to(at::kFloat), kb.to(at::kFloat), vb.to(at::kFloat), mask);
+  for (int64_t block : {8, 37}) {
+    auto got = grouped_causal_attention(qb, kb, vb, at::Tensor(), kv, block);
+    CHECK(got.scalar_type() == at::kBFloat16);
+    CHECK((got.to(at::kFloat) - expected_b).abs().max().item<double>() < 0.05);
+    auto got_masked = grouped_causal_attention(qb, kb, vb, mask, kv, block);
+    CHECK((got_masked.to(at::kFloat) - masked_expected_b).abs().max().item<double>() < 0.05);
+  }
 }
 
 TEST_CASE("KV-cached decoding gives the full forward's logits", "[model]") {
@@ -258,6 +270,46 @@ TEST_CASE("bf16 logits stay close to fp32", "[model]") {
   INFO("relative L2 difference " << rel);
   CHECK(rel < 0.05);
   CHECK((a.argmax(-1) == b.argmax(-1)).to(at::kFloat).mean().item<double>() > 0.7);
+}
+
+TEST_CASE("gemv_bf16 equals the fp32 product of the same bf16 values, rounded once", "[model]") {
+  at::manual_seed(3);
+  // K below, at and off the 16-lane width; N from one row to more rows than a parallel grain.
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 5}, {7, 16}, {33, 40}, {576, 576}, {1536, 576}, {200, 1536}}) {
+    auto w = at::randn({n, k}).to(at::kBFloat16), x = at::randn({k}).to(at::kBFloat16);
+    REQUIRE(gemv_bf16_applies(w, x));
+    auto got = gemv_bf16(w, x);
+    REQUIRE(got.scalar_type() == at::kBFloat16);
+    REQUIRE(got.sizes() == at::IntArrayRef({n}));
+    auto exact = at::mv(w.to(at::kDouble), x.to(at::kDouble));
+    // fp32 accumulation in another order than the reference, then one rounding to bf16 (2^-8 relative).
+    auto allowed = exact.abs() * (1.0 / 128) + 1e-4 * std::sqrt(static_cast<double>(k));
+    INFO("n=" << n << " k=" << k);
+    CHECK(((got.to(at::kDouble) - exact).abs() <= allowed).all().item<bool>());
+    // The naive reference: LibTorch's fp32 GEMV on the same values, rounded to bf16. (LibTorch's own bf16 GEMV
+    // is not: it misses this bound already at k = 5, its sums being rounded to bf16 along the way.)
+    auto reference = at::mv(w.to(at::kFloat), x.to(at::kFloat)).to(at::kBFloat16);
+    CHECK(((got.to(at::kDouble) - reference.to(at::kDouble)).abs() <= allowed * 2).all().item<bool>());
+  }
+  CHECK_FALSE(gemv_bf16_applies(at::randn({4, 8}), at::randn({8})));  // fp32 goes elsewhere
+  CHECK_FALSE(gemv_bf16_applies(at::randn({8, 4}).to(at::kBFloat16).t(), at::randn({8}).to(at::kBFloat16)));
+  CHECK_THROWS_AS(gemv_bf16(at::randn({4, 8}), at::randn({8})), kick::Error);
+}
+
+TEST_CASE("bf16 KV-cached decoding follows the bf16 full forward", "[model]") {
+  Model model = load_stories(at::kBFloat16);
+  std::vector<int64_t> tokens = {1, 403, 407, 261, 378, 354, 265, 430, 300, 301};
+  auto full = model.forward(ids_tensor(tokens)).squeeze(0);
+  auto cache = model.make_cache(1, 32);
+  model.forward(ids_tensor({tokens.begin(), tokens.begin() + 4}), &cache);
+  for (size_t i = 4; i < tokens.size(); ++i) {  // one token per step: every Linear through gemv_bf16
+    auto step = model.forward(ids_tensor({tokens[i]}), &cache).view({-1});
+    auto expected = full[static_cast<int64_t>(i)];
+    double rel = ((step - expected).norm() / expected.norm()).item<double>();
+    INFO("position " << i << " relative L2 difference " << rel);
+    CHECK(rel < 0.03);
+    CHECK(step.argmax().item<int64_t>() == expected.argmax().item<int64_t>());
+  }
 }
 
 TEST_CASE("a model written and read back through each loader gives identical logits", "[model][io]") {

@@ -535,6 +535,9 @@ TEST_CASE("judge prompts: str.format rules and prompt-file errors", "[serve]") {
   REQUIRE_THROWS_WITH(eval::parse_judge_prompt("name: x\nsource: s\nreply: llmkick_pair\nsystem: s\ntemplate: \"{answer_3}\"\n", "w.yaml"),
                       Catch::Contains("w.yaml: template") && Catch::Contains("answer_3"));
   REQUIRE_THROWS_WITH(eval::parse_judge_prompt("name: [unclosed\n", "v.yaml"), Catch::Contains("v.yaml:"));
+  // A list or a mapping as a key (found by fuzz_judge: yaml-cpp's bad conversion escaped as a bare exception).
+  REQUIRE_THROWS_WITH(eval::parse_judge_prompt("# c\n[q, r]: o\n", "u.yaml"), Catch::Contains("u.yaml:2: expected key names, found a list used as a key"));
+  REQUIRE_THROWS_WITH(eval::parse_judge_prompt(good + "? {a: 1}\n: x\n", "t.yaml"), Catch::Contains("t.yaml:") && Catch::Contains("found a mapping used as a key"));
 }
 
 namespace {
@@ -606,6 +609,58 @@ TEST_CASE("judge_rating: MT-Bench answers graded per turn with FastChat's prompt
   CHECK(summary.failed == 1);
   REQUIRE(summary.metrics.count("judge_rating"));
   CHECK(summary.metrics.at("judge_rating").mean == 5.5);
+  const auto& tally = summary.details.at("judge_tally");
+  CHECK(tally.at("judged") == 3);
+  CHECK(tally.at("parsed") == 2);
+  CHECK(tally.at("unparseable") == 1);
+  CHECK(tally.at("request_failed") == 0);
+  CHECK(eval::summaries_markdown({summary}).find("mt_bench (strict) judge: 3 judged, 2 parsed, 1 unparseable, 0 requests failed") !=
+        std::string::npos);
+}
+
+TEST_CASE("a judge phase stopped midway resumes from its last written chunk, never judging an example twice", "[serve]") {
+  Model model = load_stories();
+  auto spec = eval::load_task("mt_bench", "strict");
+  spec.decoding.max_new_tokens = 4;
+  // Stops the run (as a kill would) at its second batch of requests; the first batch's records must be on disk.
+  class StoppingJudge : public ScriptedRatingJudge {
+   public:
+    StoppingJudge() : ScriptedRatingJudge("") {}
+    std::vector<eval::JudgeReply> complete_all(const std::vector<eval::JudgeRequest>& batch, size_t concurrency) override {
+      if (++batches == 2) throw Error("judge process gone");
+      return ScriptedRatingJudge::complete_all(batch, concurrency);
+    }
+    int batches = 0;
+  };
+  const auto dir = test::scratch_dir("judge_resume");
+  eval::RunOptions options;
+  options.limit = 10;  // 10 questions x 2 turns = 20 requests: chunks of 8 examples' requests at concurrency 1
+  options.out_dir = dir / "interrupted";
+  options.batch_size = 5;
+  options.judge_concurrency = 1;
+  StoppingJudge stopping;
+  options.judge = &stopping;
+  REQUIRE_THROWS_WITH(eval::evaluate_task(model, spec, options, json::object()), Catch::Contains("judge process gone"));
+  const auto judged_path = dir / "interrupted" / "mt_bench.strict" / "seed0.judge.jsonl";
+  auto count_lines = [](const std::filesystem::path& path) {
+    std::ifstream in(path);
+    int n = 0;
+    for (std::string line; std::getline(in, line);) n += !line.empty();
+    return n;
+  };
+  CHECK(count_lines(judged_path) == 4);  // the first chunk: 8 requests, 4 examples (two turns each)
+  ScriptedRatingJudge resumed("");
+  options.judge = &resumed;
+  const auto summary = eval::evaluate_task(model, spec, options, json::object());
+  CHECK(resumed.requests.size() == 12);  // only the 6 examples not judged yet
+  CHECK(count_lines(judged_path) == 10);
+  ScriptedRatingJudge whole("");
+  options.judge = &whole;
+  options.out_dir = dir / "uninterrupted";
+  const auto expected = eval::evaluate_task(model, spec, options, json::object());
+  REQUIRE(summary.metrics.count("judge_rating"));
+  CHECK(summary.metrics.at("judge_rating").mean == expected.metrics.at("judge_rating").mean);
+  CHECK(summary.examples == expected.examples);
 }
 
 TEST_CASE("judge against the data set's references: CNN/DM highlights are answer 1 of LLM-KICK's summary judge", "[serve]") {

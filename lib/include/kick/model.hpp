@@ -45,6 +45,11 @@ using LinearInputHook = std::function<void(int64_t layer, const std::string& lin
 Tensor grouped_causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
                                 int64_t num_kv_heads, int64_t query_block);
 
+// y = W x for one decoding step in bf16 on CPU (W [N, K] contiguous, x K values), fp32 accumulation, vectorized
+// and threaded; the naive reference is at::mv. gemv_bf16_applies says whether the inputs qualify.
+bool gemv_bf16_applies(const Tensor& weight, const Tensor& x);
+Tensor gemv_bf16(const Tensor& weight, const Tensor& x);
+
 class DecoderLayer {
  public:
   DecoderLayer(int64_t index, const ModelConfig& config);
