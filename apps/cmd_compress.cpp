@@ -7,6 +7,7 @@
 
 #include "common.hpp"
 #include "kick/compress.hpp"
+#include "kick/yaml_text.hpp"
 
 namespace kick::app {
 
@@ -148,13 +149,9 @@ void register_compress(CLI::App& app) {
     std::vector<compress::CompressionPlan> stages;
     if (!args->recipe.empty()) {
       if (!args->stage.method.empty()) fail("--method and --recipe: give one or the other");
-      YAML::Node root;
-      try {
-        root = YAML::LoadFile(args->recipe);
-      } catch (const YAML::Exception& e) {
-        fail("{}: cannot parse YAML: {}", args->recipe, e.msg);
-      }
-      if (!root["stages"] || !root["stages"].IsSequence() || root["stages"].size() == 0) {
+      // The shared reader: UTF-8 text, file:line errors, and only names as keys.
+      const YAML::Node root = parse_yaml_text(read_file(args->recipe), args->recipe);
+      if (!root.IsMap() || !root["stages"] || !root["stages"].IsSequence() || root["stages"].size() == 0) {
         fail("{}: expected a non-empty list 'stages'", args->recipe);
       }
       for (size_t i = 0; i < root["stages"].size(); ++i) {

@@ -24,18 +24,33 @@ done
 [ $# -gt 0 ] || { echo "judge_local.sh: no kick evaluate arguments after --" >&2; exit 2; }
 [ -x "$kick" ] || { echo "judge_local.sh: no kick binary at $kick (set KICK_BIN)" >&2; exit 2; }
 
-log="${JUDGE_LOG:-$(mktemp)}"
+temporary_log=""
+if [ -n "${JUDGE_LOG:-}" ]; then
+  log="$JUDGE_LOG"
+else
+  log=$(mktemp)
+  temporary_log="$log"
+fi
+: >"$log"  # an old log's "serving ... :PORT" line must not be read as this server's
 name=local-judge
 pid=""
+eval_pid=""
 stop_server() {
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
   fi
+  [ -z "$temporary_log" ] || rm -f "$temporary_log"
+}
+# A signal to this script reaches the evaluation too (it resumes where it stopped), then the server stops.
+on_signal() {
+  [ -z "$eval_pid" ] || kill -TERM "$eval_pid" 2>/dev/null
+  exit "$1"
 }
 trap stop_server EXIT
-trap 'exit 130' INT TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 "$kick" serve -m "$judge_model" --dtype "$judge_dtype" -t "$judge_threads" --host 127.0.0.1 --port 0 --name "$name" -q \
   2>"$log" >/dev/null &
@@ -47,6 +62,7 @@ for _ in $(seq 1 1200); do  # up to 2 minutes to load the judge
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "judge_local.sh: kick serve -m $judge_model exited before serving:" >&2
     cat "$log" >&2
+    pid=""
     exit 1
   fi
   sleep 0.1
@@ -54,8 +70,9 @@ done
 [ -n "$port" ] || { echo "judge_local.sh: kick serve did not report its port within 2 minutes (log: $log)" >&2; exit 1; }
 echo "judge_local.sh: judge $judge_model ($judge_dtype, $judge_threads thread(s)) serving on 127.0.0.1:$port" >&2
 
-"$kick" evaluate "$@" --judge-url "http://127.0.0.1:$port/v1" --judge-name "$name"
+"$kick" evaluate "$@" --judge-url "http://127.0.0.1:$port/v1" --judge-name "$name" &
+eval_pid=$!
+wait "$eval_pid"
 status=$?
-stop_server
-pid=""
+eval_pid=""
 exit "$status"

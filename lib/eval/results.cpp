@@ -109,11 +109,9 @@ std::string summaries_markdown(const std::vector<TaskSummary>& summaries) {
   for (const auto& s : summaries) {
     if (!s.details.is_object() || !s.details.contains("judge_tally")) continue;
     const auto& t = s.details["judge_tally"];
-    out += fmt::format("\n{} ({}) judge: {} judged, {} parsed, {} unparseable, {} request{} failed", s.task, s.protocol,
-                       t.value("judged", 0), t.value("parsed", 0), t.value("unparseable", 0), t.value("request_failed", 0),
-                       t.value("request_failed", 0) == 1 ? "" : "s");
+    out += fmt::format("\n{} ({}) judge: {} examples judged, {} parsed, {} unparseable, {} without a reply\n", s.task,
+                       s.protocol, t.value("judged", 0), t.value("parsed", 0), t.value("unparseable", 0), t.value("request_failed", 0));
   }
-  if (out.back() != '\n') out += "\n";
   return out;
 }
 

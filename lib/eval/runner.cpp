@@ -374,11 +374,13 @@ void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, c
       nlohmann::json scores = nlohmann::json::object(), texts = nlohmann::json::array();
       std::vector<std::string> errors;
       int64_t attempts = 0;
+      bool request_failed = false;
       const std::string id = jobs[i].id;
       for (; i < end && jobs[i].id == id; ++i) {
         const JudgeReply& reply = replies[i - begin];
         texts.push_back(reply.text);
         attempts += reply.attempts;
+        request_failed = request_failed || !reply.ok;
         const std::string error = reply.ok ? read_judge_reply(jobs[i], reply.text, scores) : "request failed: " + reply.error;
         if (!error.empty()) errors.push_back(jobs[i].score_suffix.empty() ? error : jobs[i].score_suffix.substr(1) + ": " + error);
       }
@@ -394,7 +396,8 @@ void run_judge(const TaskSpec& spec, const RunOptions& options, uint64_t seed, c
       std::string error;
       for (const auto& e : errors) error += (error.empty() ? "" : "; ") + e;
       records.push_back({{"id", id}, {"judge", options.judge->describe()}, {"reply", texts.size() == 1 ? texts[0] : texts},
-                         {"attempts", attempts}, {"failed", !error.empty()}, {"error", error}, {"scores", scores}});
+                         {"attempts", attempts}, {"failed", !error.empty()}, {"request_failed", request_failed},
+                         {"error", error}, {"scores", scores}});
     }
     judged.append(records);
     progress.update(static_cast<int64_t>(end));
@@ -477,12 +480,13 @@ TaskSummary evaluate_task(const Model& model, const TaskSpec& spec, const RunOpt
       // Every judged example is counted, parsed or not: a judge that cannot follow its prompt shows up here,
       // not as a missing metric.
       auto& tally = summary.details["judge_tally"];
+      // Counted per example (MT-Bench's two turns are one example); request_failed: a request of the example got no
+      // reply after its retries (records written before the flag existed: an error that starts with it).
       if (tally.is_null()) tally = {{"judged", 0}, {"parsed", 0}, {"unparseable", 0}, {"request_failed", 0}};
       for (const auto& [id, record] : judged.records()) {
         tally["judged"] = tally["judged"].get<int64_t>() + 1;
-        const char* kind = !record.value("failed", false) ? "parsed"
-                           : record.value("error", "").find("request failed") != std::string::npos ? "request_failed"
-                                                                                                  : "unparseable";
+        const bool no_reply = record.value("request_failed", record.value("error", "").rfind("request failed", 0) == 0);
+        const char* kind = !record.value("failed", false) ? "parsed" : no_reply ? "request_failed" : "unparseable";
         tally[kind] = tally[kind].get<int64_t>() + 1;
       }
     } else if (has_judge_metric(spec)) {

@@ -614,7 +614,7 @@ TEST_CASE("judge_rating: MT-Bench answers graded per turn with FastChat's prompt
   CHECK(tally.at("parsed") == 2);
   CHECK(tally.at("unparseable") == 1);
   CHECK(tally.at("request_failed") == 0);
-  CHECK(eval::summaries_markdown({summary}).find("mt_bench (strict) judge: 3 judged, 2 parsed, 1 unparseable, 0 requests failed") !=
+  CHECK(eval::summaries_markdown({summary}).find("mt_bench (strict) judge: 3 examples judged, 2 parsed, 1 unparseable, 0 without a reply") !=
         std::string::npos);
 }
 
@@ -634,7 +634,7 @@ TEST_CASE("a judge phase stopped midway resumes from its last written chunk, nev
   };
   const auto dir = test::scratch_dir("judge_resume");
   eval::RunOptions options;
-  options.limit = 10;  // 10 questions x 2 turns = 20 requests: chunks of 8 examples' requests at concurrency 1
+  options.limit = 10;  // 10 questions x 2 turns = 20 requests, sent in chunks of 8 requests (4 examples) at concurrency 1
   options.out_dir = dir / "interrupted";
   options.batch_size = 5;
   options.judge_concurrency = 1;
