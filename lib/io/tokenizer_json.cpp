@@ -144,7 +144,9 @@ VocabSpec read_tokenizer_json(const std::string& path) {
     if (it != ids.end()) v.unk_id = it->second;
   }
   // BOS from the post-processor template, BOS/EOS names from tokenizer_config.json beside the file.
-  if (const auto* tp = find_component(j.value("post_processor", nlohmann::json()), "TemplateProcessing")) {
+  // Named, not a temporary: find_component points into it (ASan: stack-use-after-scope when it was j.value(...)).
+  const nlohmann::json post_processor = j.value("post_processor", nlohmann::json());
+  if (const auto* tp = find_component(post_processor, "TemplateProcessing")) {
     if (tp->contains("single") && (*tp)["single"].is_array() && !(*tp)["single"].empty()) {
       const auto& first = (*tp)["single"][0];
       if (first.contains("SpecialToken")) {
