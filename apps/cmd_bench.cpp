@@ -95,10 +95,6 @@ void register_bench_mmlu(CLI::App& bench) {
          [&](const auto& shots, const auto& qs) { return eval::score_mmlu_subject_per_question(model, spec, shots, qs); },
          0, 0, {}},
     };
-    auto first_shots = [&](const std::string& subject) {
-      const auto& dev = data.dev.at(subject);
-      return std::vector<eval::MmluExample>(dev.begin(), dev.begin() + std::min<long>(spec.few_shot.k, static_cast<long>(dev.size())));
-    };
     nlohmann::json full_report = nullptr;
     if (args->full) {
       // The whole test set through kick's scorer alone, timed end to end: prompt building and tokenizing included.
@@ -107,7 +103,7 @@ void register_bench_mmlu(CLI::App& bench) {
       const double t0 = monotonic_seconds();
       for (const auto& subject : data.subjects) {
         const auto& qs = data.test.at(subject);
-        const auto predictions = eval::score_mmlu_subject(model, spec, first_shots(subject), qs, args->batch_size, true);
+        const auto predictions = eval::score_mmlu_subject(model, spec, eval::mmlu_subject_shots(spec, data, subject), qs, args->batch_size, true);
         for (size_t i = 0; i < qs.size(); ++i) correct += predictions[i].predicted == qs[i].answer;
         total += static_cast<int64_t>(qs.size());
         progress.update(total);
@@ -124,7 +120,7 @@ void register_bench_mmlu(CLI::App& bench) {
       const auto& test = data.test.at(subject);
       const auto n = args->limit > 0 ? std::min<size_t>(test.size(), static_cast<size_t>(args->limit)) : test.size();
       const std::vector<eval::MmluExample> qs(test.begin(), test.begin() + static_cast<long>(n));
-      const std::vector<eval::MmluExample> shots = first_shots(subject);
+      const std::vector<eval::MmluExample> shots = eval::mmlu_subject_shots(spec, data, subject);
       questions += static_cast<int64_t>(n);
       for (auto& m : methods) {
         const double t0 = monotonic_seconds();

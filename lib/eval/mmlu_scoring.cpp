@@ -105,6 +105,12 @@ void read_prediction(const SubjectPrompts& subject, const Tokenizer& tokenizer, 
 
 }  // namespace
 
+std::vector<MmluExample> mmlu_subject_shots(const TaskSpec& spec, const MmluData& data, const std::string& subject) {
+  const auto dev = data.dev.find(subject);
+  if (dev == data.dev.end()) return {};
+  return {dev->second.begin(), dev->second.begin() + std::min<long>(spec.few_shot.k, static_cast<long>(dev->second.size()))};
+}
+
 std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpec& task,
                                                const std::vector<MmluExample>& shots,
                                                const std::vector<MmluExample>& questions, int64_t batch_size,

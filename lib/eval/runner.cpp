@@ -205,12 +205,7 @@ void run_mmlu(const Model& model, const TaskSpec& spec, const MmluData& data, co
       }
     }
     if (!pending.empty()) {
-      const auto dev = data.dev.find(subject);
-      std::vector<MmluExample> shots;
-      if (dev != data.dev.end()) {
-        shots.assign(dev->second.begin(), dev->second.begin() + std::min<long>(spec.few_shot.k, static_cast<long>(dev->second.size())));
-      }
-      auto predictions = score_mmlu_subject(model, spec, shots, pending, options.batch_size);
+      auto predictions = score_mmlu_subject(model, spec, mmlu_subject_shots(spec, data, subject), pending, options.batch_size);
       std::vector<nlohmann::json> records;
       for (size_t i = 0; i < pending.size(); ++i) {
         const auto& p = predictions[i];

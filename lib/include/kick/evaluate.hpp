@@ -93,6 +93,8 @@ struct MmluPrediction {
   int shots = 0;
   bool prefix_reused = false;
 };
+// The subject's first few_shot.k dev rows (none when the subject has no dev file).
+std::vector<MmluExample> mmlu_subject_shots(const TaskSpec& spec, const MmluData& data, const std::string& subject);
 std::vector<MmluPrediction> score_mmlu_subject(const Model& model, const TaskSpec& spec,
                                                const std::vector<MmluExample>& shots,
                                                const std::vector<MmluExample>& questions, int64_t batch_size,
