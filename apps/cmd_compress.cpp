@@ -113,6 +113,7 @@ void register_compress(CLI::App& app) {
     compress::CalibrationConfig calibration;
     bool overwrite = false, packed = false;
     int64_t forward_batch = 8;
+    std::string calibration_dtype;
   };
   auto args = std::make_shared<Args>();
   args->calibration.seqlen = 0;
@@ -141,6 +142,9 @@ void register_compress(CLI::App& app) {
   cmd->add_option("--save-calibration", args->save_calibration,
                   "also write the calibration token windows (input_ids, int64 [nsamples, seqlen]) to this safetensors file");
   cmd->add_option("--forward-batch", args->forward_batch, "calibration windows per layer forward")->capture_default_str();
+  cmd->add_option("--calibration-dtype", args->calibration_dtype,
+                  "precision of the calibration forward passes: fp32, bf16 or fp16 (default: --dtype); "
+                  "statistics and solves stay fp32");
   cmd->add_option("-o,--out", args->out, "output folder (refused if it exists, unless --overwrite)")->required();
   cmd->add_flag("--overwrite", args->overwrite, "replace an existing output folder");
   cmd->add_flag("--packed", args->packed, "also save integer codes, scales, zeros and g_idx (quantized.safetensors)");
@@ -164,6 +168,7 @@ void register_compress(CLI::App& app) {
     bool pruned_before = false;
     for (auto& plan : stages) {
       plan.forward_batch = args->forward_batch;
+      if (!args->calibration_dtype.empty()) plan.calibration_dtype = parse_dtype(args->calibration_dtype, "--calibration-dtype");
       plan.keep_packed = args->packed && !plan.is_pruning();
       plan.preserve_zeros = pruned_before && !plan.is_pruning();
       if (plan.preserve_zeros && plan.keep_packed) {

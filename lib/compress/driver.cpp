@@ -38,19 +38,29 @@ struct GroupCapture {
   Tensor sample() const { return sample_chunks.empty() ? Tensor() : at::cat(sample_chunks, 0); }
 };
 
-// ||W x - W' x'||^2 / ||W x||^2 on a token sample; x' differs from x only where AWQ folded scales.
-double relative_output_error(const Tensor& original, const Tensor& x, const Tensor& compressed, const Tensor& x_seen) {
+// ||x W^T - x' W'^T||^2 / ||x W^T||^2 on a token sample x, where x' = x / s differs from x only where
+// AWQ folded scales s into W' (so x' W'^T = x (W' / s)^T). Through the sample's Gram matrix x^T x when
+// the group's input is narrow enough for that to be cheaper (a [in, in] product per Linear instead of
+// a [tokens, out] one), else directly; the two differ only in rounding.
+double relative_output_error(const Tensor& original, const Tensor& compressed, const Tensor& folded_scales,
+                             const Tensor& x, const Tensor& gram) {
   if (!x.defined() || x.size(0) == 0) return -1;
-  auto reference = at::matmul(x.to(at::kFloat), original.to(at::kFloat).t());
-  auto diff = reference - at::matmul(x_seen.to(at::kFloat), compressed.to(at::kFloat).t());
-  return (diff.pow(2).sum() / reference.pow(2).sum().clamp_min(1e-30)).item<double>();
+  auto w = original.to(at::kFloat);
+  auto seen = compressed.to(at::kFloat);
+  if (folded_scales.defined()) seen = seen / folded_scales.view({1, -1});
+  auto delta = w - seen;
+  auto squared = [&](const Tensor& m) {
+    if (gram.defined()) return (at::matmul(m, gram) * m).sum();
+    return at::matmul(x.to(at::kFloat), m.t()).pow(2).sum();
+  };
+  return (squared(delta) / squared(w).clamp_min(1e-30)).item<double>();
 }
 
 // Searches AWQ scales for one group and folds them: the group's weights are multiplied by s per input
 // channel and the op that feeds them (RMSNorm weight, or v_proj/up_proj rows) divided by s, so the
 // unquantized layer computes the same function. The group's input sample is divided by s to match.
 nlohmann::json fold_awq_scales(DecoderLayer& layer, const std::string& key, const std::vector<std::string>& linears,
-                               Tensor& sample, const AwqConfig& config) {
+                               Tensor& sample, Tensor& folded_scales, const AwqConfig& config) {
   std::vector<Tensor> weights;
   for (const auto& name : linears) weights.push_back(layer.linear(name));
   auto scaled = awq_search_scales(weights, sample, config);
@@ -64,6 +74,7 @@ nlohmann::json fold_awq_scales(DecoderLayer& layer, const std::string& key, cons
     if (key == "mlp_out") layer.up_proj.div_(s.view({-1, 1}));
     for (const auto& name : linears) layer.linear(name).mul_(s.view({1, -1}));
     sample = sample / scaled.scales.to(sample.device()).view({1, -1});
+    folded_scales = scaled.scales.to(sample.device(), at::kFloat);
   }
   return {{"alpha", scaled.best_alpha}, {"error", scaled.error}, {"error_unscaled", scaled.error_at_1},
           {"folded", foldable}};
@@ -76,7 +87,9 @@ AwqConfig awq_config(const CompressionPlan& plan) {
   return config;
 }
 
-// Compresses one Linear in place with the plan's method and returns its statistics.
+// Compresses one Linear in place with the plan's method and returns its statistics. In place: a loaded
+// model's weights are private file mappings, and replacing the tensor instead would keep the file's
+// pages mapped beside the new ones (peak RSS up by the model's size, for ~0.5 s less copy-on-write).
 LayerStats solve_linear(const CompressionPlan& plan, const std::string& name, Tensor& weight,
                         const InputStatistics& stats, const Tensor& sample, QuantizedWeight* packed) {
   if (plan.method == "magnitude") {
@@ -151,10 +164,13 @@ void CompressionPlan::validate(int64_t hidden_size, int64_t intermediate_size) c
   if (blocksize <= 0) fail("--blocksize {}: expected a positive number of columns", blocksize);
   if (forward_batch <= 0) fail("--forward-batch {}: expected a positive number of windows", forward_batch);
   if (method == "awq" && awq.grid < 2) fail("--awq-grid {}: expected at least 2 grid points", awq.grid);
+  if (calibration_dtype && !at::isFloatingType(*calibration_dtype))
+    fail("--calibration-dtype {}: expected a floating-point dtype", dtype_name(*calibration_dtype));
 }
 
 nlohmann::json CompressionPlan::to_json() const {
   nlohmann::json j = {{"method", method}, {"true_sequential", true_sequential}};
+  if (calibration_dtype) j["calibration_dtype"] = dtype_name(*calibration_dtype);
   if (is_pruning()) {
     j["sparsity"] = sparsity.structured() ? nlohmann::json{{"pattern", sparsity.describe()}}
                                           : nlohmann::json{{"ratio", sparsity.ratio}};
@@ -198,6 +214,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
   const double run_start = monotonic_seconds();
   const bool calibrate = calibration != nullptr;
   const auto device = model.options().device;
+  const at::ScalarType forward_dtype = plan.calibration_dtype.value_or(model.options().dtype);
 
   Tensor inputs, outputs;
   int64_t windows = 0, seqlen = 0;
@@ -206,7 +223,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
     seqlen = calibration->windows.size(1);
     if (seqlen > config.max_position) fail("calibration seqlen {} exceeds the model's context of {}", seqlen, config.max_position);
     const double t0 = monotonic_seconds();
-    inputs = at::empty({windows, seqlen, config.hidden_size}, at::TensorOptions().dtype(model.options().dtype).device(device));
+    inputs = at::empty({windows, seqlen, config.hidden_size}, at::TensorOptions().dtype(forward_dtype).device(device));
     for (int64_t w = 0; w < windows; w += plan.forward_batch) {
       const int64_t n = std::min(plan.forward_batch, windows - w);
       inputs.narrow(0, w, n).copy_(model.embed(calibration->windows.narrow(0, w, n)));
@@ -221,11 +238,17 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
     if (it == attention_by_batch.end()) it = attention_by_batch.emplace(n, model.attention_inputs(n, seqlen, 0)).first;
     return it->second;
   };
-  auto run_layer = [&](const DecoderLayer& layer, const LinearInputHook& hook, bool keep_outputs) {
+  // With a hook: the capture pass, which stops once down_proj's input is seen. Without: the compressed
+  // layer's outputs become the next layer's inputs. Both run on a copy in the calibration dtype.
+  auto run_layer = [&](const DecoderLayer& layer, const LinearInputHook& hook) {
+    const DecoderLayer compute = layer.to(forward_dtype);
     for (int64_t w = 0; w < windows; w += plan.forward_batch) {
       const int64_t n = std::min(plan.forward_batch, windows - w);
-      auto out = layer.forward(inputs.narrow(0, w, n), attention_for(n), nullptr, hook);
-      if (keep_outputs) outputs.narrow(0, w, n).copy_(out);
+      if (hook) {
+        compute.feed_linear_inputs(inputs.narrow(0, w, n), attention_for(n), hook);
+      } else {
+        outputs.narrow(0, w, n).copy_(compute.forward(inputs.narrow(0, w, n), attention_for(n)));
+      }
     }
   };
 
@@ -234,8 +257,10 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
   for (int64_t li = 0; li < model.num_layers(); ++li) {
     DecoderLayer& layer = model.layer(li);
     nlohmann::json layer_report = {{"layer", li}, {"linears", nlohmann::json::object()}};
+    // The uncompressed weights, for preserve_zeros and the output error (which needs calibration samples).
     std::map<std::string, Tensor> originals;
-    for (const char* name : kLinearNames) originals[name] = layer.linear(name).clone();
+    if (calibrate || plan.preserve_zeros)
+      for (const char* name : kLinearNames) originals[name] = layer.linear(name).clone();
 
     // Phases: all groups at once, or (true sequential) one group after another, each seeing the
     // already-compressed groups before it. AWQ searches on the uncompressed layer, as the reference.
@@ -252,7 +277,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
         const auto& group = linear_groups()[g];
         const int64_t in = layer.linear(group.linears[0]).size(1);
         auto& capture = captures[group.key];
-        capture.stats = std::make_unique<InputStatistics>(in, wants_hessian, device);
+        capture.stats = std::make_unique<InputStatistics>(in, wants_hessian, device, /*channel_moments=*/plan.method == "wanda");
         capture.sample_chunks.clear();
         capture.sample_stride = std::max<int64_t>(1, windows * seqlen / (plan.method == "awq" ? std::max<int64_t>(plan.awq.clip_samples, kErrorSampleTokens) : kErrorSampleTokens));
         first_linear_of_group[group.linears[0]] = group.key;
@@ -270,17 +295,19 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
           capture.sample_chunks.push_back(flat.slice(0, 0, flat.size(0), capture.sample_stride).to(at::kFloat).clone());
           stats_seconds += monotonic_seconds() - s0;
         };
-        run_layer(layer, hook, false);
+        run_layer(layer, hook);
         report.seconds_statistics += stats_seconds;
         report.seconds_forward += monotonic_seconds() - t0 - stats_seconds;
       }
       const double solve_start = monotonic_seconds();
-      std::map<std::string, Tensor> samples, scaled_samples;
+      std::map<std::string, Tensor> samples, scaled_samples, grams, folded_scales;
       for (size_t g : phase) {
         const auto& group = linear_groups()[g];
         auto& capture = captures[group.key];
         samples[group.key] = capture.sample();
         scaled_samples[group.key] = samples[group.key];
+        const Tensor& x = samples[group.key];
+        if (x.defined() && x.size(1) * 2 <= x.size(0)) grams[group.key] = at::matmul(x.t(), x);
         if (capture.stats->nonfinite() > 0) {
           report.faults.push_back({{"layer", li}, {"input", group.key}, {"kind", "nonfinite_activations"},
                                    {"count", capture.stats->nonfinite()}});
@@ -292,7 +319,8 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
         for (size_t g : phase) {
           const auto& group = linear_groups()[g];
           layer_report["awq_" + std::string(group.key)] =
-              fold_awq_scales(layer, group.key, group.linears, scaled_samples[group.key], awq_config(plan));
+              fold_awq_scales(layer, group.key, group.linears, scaled_samples[group.key], folded_scales[group.key],
+                              awq_config(plan));
         }
       }
       for (size_t g : phase) {
@@ -311,8 +339,8 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
                                      {"retries", stats.cholesky_retries}, {"damping", stats.damping}});
           }
           auto j = stats.to_json();
-          j["output_error_sample"] = relative_output_error(originals[name], samples[group.key], weight,
-                                                           scaled_samples[group.key]);
+          j["output_error_sample"] = relative_output_error(originals[name], weight, folded_scales[group.key],
+                                                           samples[group.key], grams[group.key]);
           layer_report["linears"][name] = j;
           zeros += (weight == 0).sum().item<int64_t>();
           total += weight.numel();
@@ -322,7 +350,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
     }
     if (calibrate) {
       const double t0 = monotonic_seconds();
-      run_layer(layer, nullptr, true);
+      run_layer(layer, nullptr);
       if (!at::isfinite(outputs).all().item<bool>()) {
         report.faults.push_back({{"layer", li}, {"kind", "nonfinite_layer_output"}});
       }

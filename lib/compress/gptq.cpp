@@ -50,36 +50,31 @@ QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const Gpt
   const auto& Hinv = factor.upper;
   auto Q = at::zeros_like(W), codes = at::zeros_like(W);
   auto losses = at::zeros({rows}, W.options());
+  if (grouped && !static_groups) group_grids.reserve(static_cast<size_t>((columns + group_size - 1) / group_size));
   for (int64_t i1 = 0; i1 < columns; i1 += config.blocksize) {
-    const int64_t i2 = std::min(i1 + config.blocksize, columns), count = i2 - i1;
-    auto W1 = W.index({Slice(), Slice(i1, i2)}).clone();
-    auto Q1 = at::zeros_like(W1), Err1 = at::zeros_like(W1), Losses1 = at::zeros_like(W1);
-    auto Hinv1 = Hinv.index({Slice(i1, i2), Slice(i1, i2)});
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t column = i1 + i;
-      auto w = W1.select(1, i);
-      auto d = Hinv1.index({i, i});
+    const int64_t i2 = std::min(i1 + config.blocksize, columns);
+    detail::ObsSweep sweep;
+    sweep.block = W.index({Slice(), Slice(i1, i2)}).clone();
+    sweep.hinv = Hinv.index({Slice(i1, i2), Slice(i1, i2)});
+    for (int64_t column = i1; column < i2; ++column) {
       if (static_groups) {
-        grid = group_grids[(config.act_order ? perm_host[column] : column) / group_size];
-      } else if (grouped && column % group_size == 0) {
-        // Like the reference, from W as it stood at the start of this block (the block's own updates
-        // live in W1): groups that start mid-block see the earlier blocks' updates only.
-        grid = detail::find_grid_params(W.narrow(1, column, std::min(group_size, columns - column)), bits, symmetric);
-        group_grids.push_back(grid);
+        sweep.grids.push_back(&group_grids[(config.act_order ? perm_host[column] : column) / group_size]);
+        continue;
       }
-      auto code = detail::quantize_to_codes(w.unsqueeze(1), grid);
-      auto q = detail::codes_to_values(code, grid).flatten();
-      codes.select(1, column).copy_(code.flatten());
-      Q1.select(1, i).copy_(q);
-      Losses1.select(1, i).copy_((w - q).pow(2) / d.pow(2));
-      auto err1 = (w - q) / d;
-      W1.narrow(1, i, count - i).sub_(at::matmul(err1.unsqueeze(1), Hinv1.index({i, Slice(i, None)}).unsqueeze(0)));
-      Err1.select(1, i).copy_(err1);
+      if (grouped && column % group_size == 0) {
+        // Like the reference, from W as it stood at the start of this block (the block's own updates
+        // live in the sweep): groups that start mid-block see the earlier blocks' updates only.
+        group_grids.push_back(
+            detail::find_grid_params(W.narrow(1, column, std::min(group_size, columns - column)), bits, symmetric));
+      }
+      sweep.grids.push_back(grouped ? &group_grids.back() : &grid);
     }
-    Q.index_put_({Slice(), Slice(i1, i2)}, Q1);
-    losses += at::sum(Losses1, 1) / 2;
+    auto swept = detail::obs_sweep(sweep);
+    Q.index_put_({Slice(), Slice(i1, i2)}, swept.values);
+    codes.index_put_({Slice(), Slice(i1, i2)}, swept.codes);
+    losses += swept.losses / 2;
     if (i2 < columns)
-      W.index({Slice(), Slice(i2, None)}).sub_(at::matmul(Err1, Hinv.index({Slice(i1, i2), Slice(i2, None)})));
+      W.index({Slice(), Slice(i2, None)}).sub_(at::matmul(swept.errors, Hinv.index({Slice(i1, i2), Slice(i2, None)})));
   }
 
   // Group of every original column: dynamic act-order groups follow the permuted order.

@@ -2,6 +2,8 @@
 // interface): argument checks, the min/max quantizer grid, and the damped inverse-Hessian factor.
 #pragma once
 
+#include <cmath>
+
 #include "kick/compress.hpp"
 
 namespace kick::compress::detail {
@@ -10,6 +12,15 @@ namespace kick::compress::detail {
 void check_weight(const Tensor& weight, const char* what);                      // 2-D floating point
 void check_hessian(const Tensor& hessian, int64_t in_features, const char* what);  // [in, in]
 void check_percdamp_blocksize(double percdamp, int64_t blocksize, const char* what);
+
+// torch.round (half to even) without a libm call per element: adding and subtracting 1.5 * 2^23 rounds
+// in the default rounding mode for |v| <= 2^22; other values (and NaN) go through nearbyint. Kernels
+// using it must be built without -ffast-math (which would fold the two additions away).
+inline float round_half_even(float v) {
+  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
+  if (std::fabs(v) <= 4194304.0f) return std::copysign((v + kShift) - kShift, v);  // -0.3 -> -0, as torch
+  return std::nearbyint(v);
+}
 
 // ---- the min/max quantizer (quantizer.cpp), GPTQ's Quantizer.find_params with perchannel=True ----
 struct GridParams {
@@ -24,7 +35,11 @@ Tensor quantize_to_codes(const Tensor& x, const GridParams& grid);
 // scale * (codes - zero): the value the reference's quantize() returns.
 Tensor codes_to_values(const Tensor& codes, const GridParams& grid);
 // Group-wise RTN of an fp32 [out, in] matrix: returns the dequantized values and fills `packed`.
+// rtn_groups dispatches to rtn_groups_cpu (one fused pass, fp32 CPU) or rtn_groups_reference (ATen ops,
+// any device); both give the same bits.
 Tensor rtn_groups(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed);
+Tensor rtn_groups_reference(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed);
+Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed);
 
 // ---- Hessian preparation (statistics.cpp) ----
 // Columns whose Hessian diagonal is zero never see input: H[d, d] = 1 and W[:, d] = 0 (both in place).
@@ -37,6 +52,31 @@ struct InverseHessianFactor {
 // Damps H (a copy is made) by percdamp * mean(diag H); on a failed factorization retries with the
 // damping ten times larger, up to 5 tries, then falls back to the damped diagonal of H. Never throws.
 InverseHessianFactor inverse_hessian_factor(const Tensor& hessian, double percdamp);
+
+// ---- the OBS column sweep of one block, shared by SparseGPT and GPTQ (obs_sweep.cpp) ----
+struct ObsSweep {
+  Tensor block;  // [rows, count] fp32: the block's weights; later columns receive each column's error
+  Tensor hinv;   // [count, count] fp32: the block's diagonal block of the upper Cholesky factor of H^-1
+  Tensor mask;   // [rows, count] bool, true = pruned, or undefined; N:M selection fills it during the sweep
+  int64_t nm_n = 0, nm_m = 0;             // N:M: the n lowest W^2 / d^2 of every m columns, chosen on arrival
+  std::vector<const GridParams*> grids;   // quantizer grid of every column, or empty (no quantization)
+};
+struct ObsSweepResult {
+  Tensor values;  // [rows, count] the pruned / quantized weights
+  Tensor errors;  // [rows, count] (w - q) / d, for the lazy update of the columns after the block
+  Tensor codes;   // [rows, count] fp32 integer codes when quantizing, else undefined
+  Tensor losses;  // [rows] sum over the block of (w - q)^2 / d^2
+};
+// Dispatches to the CPU kernel for fp32 CPU blocks, else to the reference.
+ObsSweepResult obs_sweep(ObsSweep& sweep);
+ObsSweepResult obs_sweep_reference(ObsSweep& sweep);  // one ATen op per column, any device
+ObsSweepResult obs_sweep_cpu(ObsSweep& sweep);        // rows in parallel; same arithmetic, same order
+
+// ---- selection (nm_mask.cpp) ----
+// Mask of the k lowest scores of each row of [R, C] scores, ties broken by position: exactly what a
+// stable ascending sort's first k select, in linear time. lowest_k_by_sort is that sort (the reference).
+Tensor lowest_k_per_row(const Tensor& scores, int64_t k);
+Tensor lowest_k_by_sort(const Tensor& scores, int64_t k);
 
 double fraction_zero(const Tensor& tensor);
 // ||a - b||^2 / ||a||^2 (0 when a is all zero).

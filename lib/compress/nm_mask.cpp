@@ -1,35 +1,57 @@
 // compress/nm_mask.cpp: the pruning mask from importance scores (unstructured per row or per matrix,
-// or N:M), shared by magnitude, Wanda and the tests.
+// or N:M), shared by magnitude, Wanda, SparseGPT's block masks and the tests; and the selection of the
+// k lowest scores that those masks are built from.
 #include "internal.hpp"
 
 namespace kick::compress {
 
+namespace detail {
+
+// A stable sort's first k, per row, without the sort: the k-th smallest score is found by selection
+// (at::kthvalue, linear time), everything below it is taken, and of the entries equal to it the first
+// ones by position until k are taken. NaN scores (which a sort orders last and selection would make
+// the threshold) go through the sort itself, so the result is always the stable sort's.
+Tensor lowest_k_by_sort(const Tensor& scores, int64_t k) {
+  auto mask = at::zeros(scores.sizes(), scores.options().dtype(at::kBool));
+  if (k == 0) return mask;
+  auto order = std::get<1>(at::sort(scores, /*stable=*/c10::optional<bool>(true), /*dim=*/1));
+  return mask.scatter_(1, order.narrow(1, 0, k), true);
+}
+
+Tensor lowest_k_per_row(const Tensor& scores, int64_t k) {
+  const int64_t columns = scores.size(1);
+  if (k <= 0) return at::zeros(scores.sizes(), scores.options().dtype(at::kBool));
+  if (k >= columns) return at::ones(scores.sizes(), scores.options().dtype(at::kBool));
+  auto threshold = std::get<0>(at::kthvalue(scores, k, /*dim=*/1, /*keepdim=*/true));
+  if (at::isnan(threshold).any().item<bool>()) return lowest_k_by_sort(scores, k);
+  auto below = scores < threshold;
+  auto at_threshold = scores == threshold;
+  auto still_needed = k - below.sum(1, /*keepdim=*/true);
+  auto rank_among_ties = at_threshold.to(at::kInt).cumsum(1);
+  return below.logical_or_(at_threshold.logical_and_(rank_among_ties <= still_needed));
+}
+
+}  // namespace detail
+
 // kick deliberately prunes exactly floor(count * ratio) entries (the lowest scores, ties broken by
-// position through a stable sort). The references' magnitude path keeps `score <= sorted[k]`, which
+// position as a stable sort would). The references' magnitude path keeps `score <= sorted[k]`, which
 // prunes k + 1 entries (more on ties) and one entry even at ratio 0.
 Tensor prune_mask(const Tensor& scores, const SparsityConfig& config, bool per_row) {
   config.validate();
   detail::check_weight(scores, "prune_mask");
   const int64_t out = scores.size(0), in = scores.size(1);
   auto s = scores.to(at::kFloat);
-  auto mask = at::zeros({out, in}, s.options().dtype(at::kBool));
   if (config.structured()) {
     if (in % config.m != 0) fail("sparsity {}: m = {} must divide in_features = {}", config.describe(), config.m, in);
     // Wanda's loop over column groups of m with topk(n, largest=False), done for all groups at once.
+    auto mask = at::zeros({out, in}, s.options().dtype(at::kBool));
     auto grouped = s.reshape({out, in / config.m, config.m});
     auto lowest = std::get<1>(at::topk(grouped, config.n, /*dim=*/-1, /*largest=*/false));
     return mask.reshape({out, in / config.m, config.m}).scatter_(-1, lowest, true).reshape({out, in});
   }
-  if (per_row) {
-    const auto k = static_cast<int64_t>(static_cast<double>(in) * config.ratio);
-    if (k == 0) return mask;
-    auto order = std::get<1>(at::sort(s, /*stable=*/c10::optional<bool>(true), /*dim=*/-1));
-    return mask.scatter_(1, order.narrow(1, 0, k), true);
-  }
+  if (per_row) return detail::lowest_k_per_row(s, static_cast<int64_t>(static_cast<double>(in) * config.ratio));
   const auto k = static_cast<int64_t>(static_cast<double>(s.numel()) * config.ratio);
-  if (k == 0) return mask;
-  auto order = std::get<1>(at::sort(s.reshape({-1}), /*stable=*/c10::optional<bool>(true), /*dim=*/0));
-  return mask.reshape({-1}).scatter_(0, order.narrow(0, 0, k), true).reshape({out, in});
+  return detail::lowest_k_per_row(s.reshape({1, -1}), k).reshape({out, in});
 }
 
 }  // namespace kick::compress

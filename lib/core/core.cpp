@@ -262,11 +262,11 @@ at::Device parse_device(const std::string& name) {
   fail("--device {}: expected cpu, cuda or cuda:N", name);
 }
 
-at::ScalarType parse_dtype(const std::string& name) {
+at::ScalarType parse_dtype(const std::string& name, const char* option) {
   if (name == "fp32" || name == "float32" || name == "f32") return at::kFloat;
   if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
   if (name == "fp16" || name == "float16" || name == "f16") return at::kHalf;
-  fail("--dtype {}: expected fp32, bf16 or fp16", name);
+  fail("{} {}: expected fp32, bf16 or fp16", option, name);
 }
 
 std::string dtype_name(at::ScalarType dtype) {

@@ -215,6 +215,23 @@ Tensor DecoderLayer::forward(const Tensor& hidden, const AttentionInputs& attn, 
   return h + project(act, down_proj);
 }
 
+void DecoderLayer::feed_linear_inputs(const Tensor& hidden, const AttentionInputs& attn,
+                                      const LinearInputHook& hook) const {
+  auto h = hidden + attention(rms_norm(hidden, input_norm, eps_), attn, nullptr, hook);
+  auto normed = rms_norm(h, post_attention_norm, eps_);
+  hook(index_, "mlp.gate_proj", normed);
+  hook(index_, "mlp.up_proj", normed);
+  hook(index_, "mlp.down_proj", at::silu(project(normed, gate_proj)) * project(normed, up_proj));
+}
+
+DecoderLayer DecoderLayer::to(at::ScalarType dtype) const {
+  DecoderLayer copy = *this;
+  for (Tensor* t : {&copy.input_norm, &copy.post_attention_norm, &copy.q_proj, &copy.k_proj, &copy.v_proj,
+                    &copy.o_proj, &copy.gate_proj, &copy.up_proj, &copy.down_proj})
+    *t = t->to(dtype);
+  return copy;
+}
+
 // ---------------- Model ----------------
 
 Model::Model(Checkpoint ckpt, const ModelOptions& options)

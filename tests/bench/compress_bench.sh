@@ -7,6 +7,7 @@
 #   tests/bench/compress_bench.sh [--nsamples 16] [--seqlen 512] [--seed 0] [--threads 2]
 #       [--methods "magnitude wanda sparsegpt rtn gptq awq"] [--forward-batch 8] [--model HF_DIR]
 #       [--kick PATH] [--work DIR] [--free] [--shared-stats] [--omp-wait passive|default] [--twin-glibc-default]
+#       [--also-bf16]
 #
 # Pruning runs at 0.5 unstructured; quantization at 4 bits, group 64 (SmolLM2's width 576 is not a
 # multiple of 128, docs/footguns.md). kick's wall time and peak RSS come from /usr/bin/time -v (the
@@ -19,13 +20,16 @@
 # the glibc mmap/trim thresholds kick sets for itself (kick::configure_allocator), given to the twin
 # through glibc's MALLOC_*_ environment variables (--twin-glibc-default: leave the twin on glibc's
 # defaults; the twin's big temporaries then page-fault in and out, 4-5x slower in AWQ's clip search).
+# --also-bf16 runs kick a second time per calibrated method with --calibration-dtype bf16 (the twin stays
+# fp32, as the references' statistics and solves) and adds a table: its time, its speed-up over the
+# twin, and how far its weights and per-Linear output errors are from kick's fp32-calibrated run.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 nsamples=16 seqlen=512 seed=0 threads=2 forward_batch=8
 methods="magnitude wanda sparsegpt rtn gptq awq"
 model="" kick="${KICK:-$repo/build/apps/kick}" work="${TMPDIR:-/tmp}/kick-compress-bench"
-follow=--follow-kick shared="" omp_wait=passive twin_glibc=kick
+follow=--follow-kick shared="" omp_wait=passive twin_glibc=kick also_bf16=0
 
 die() { echo "compress_bench.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -43,6 +47,7 @@ while [[ $# -gt 0 ]]; do
     --shared-stats) shared=--shared-stats; shift ;;
     --omp-wait) omp_wait=$2; shift 2 ;;
     --twin-glibc-default) twin_glibc=default; shift ;;
+    --also-bf16) also_bf16=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -84,6 +89,14 @@ for m in $methods; do
     --save-calibration "$calibration" -o "$work/$m.kick" --overwrite >/dev/null 2>"$work/$m.kick.log" \
     || { cat "$work/$m.kick.log" >&2; die "kick compress --method $m failed"; }
   grep '^kick: ' "$work/$m.kick.log" >&2 || true
+  if [[ $also_bf16 == 1 && $m != magnitude && $m != rtn ]]; then
+    echo "== $m: kick, bf16 calibration forward" >&2
+    # shellcheck disable=SC2046
+    /usr/bin/time -v -o "$work/$m.kick-bf16.time" "$kick" compress -m "$model" --method "$m" $(method_args "$m") \
+      --nsamples "$nsamples" --seqlen "$seqlen" --seed "$seed" --forward-batch "$forward_batch" -t "$threads" \
+      --calibration-dtype bf16 -o "$work/$m.kick-bf16" --overwrite >/dev/null 2>"$work/$m.kick-bf16.log" \
+      || { cat "$work/$m.kick-bf16.log" >&2; die "kick compress --method $m --calibration-dtype bf16 failed"; }
+  fi
   echo "== $m: twin" >&2
   calib_arg=()
   case "$m" in magnitude|rtn) ;; *) calib_arg=(--calibration "$calibration") ;; esac
@@ -94,9 +107,9 @@ for m in $methods; do
 done
 
 # shellcheck disable=SC2086  # $methods is a list
-/usr/bin/python3 - "$work" "$nsamples" "$seqlen" "$seed" "$threads" "$forward_batch" "$omp_wait" "$twin_glibc" "${follow:-free}" "${shared:-per-linear}" $methods <<'EOF'
-import json, re, sys
-work, nsamples, seqlen, seed, threads, batch, omp_wait, twin_glibc, follow, shared, *methods = sys.argv[1:]
+/usr/bin/python3 - "$repo" "$work" "$nsamples" "$seqlen" "$seed" "$threads" "$forward_batch" "$omp_wait" "$twin_glibc" "${follow:-free}" "${shared:-per-linear}" $methods <<'EOF'
+import json, os, re, statistics, sys
+repo, work, nsamples, seqlen, seed, threads, batch, omp_wait, twin_glibc, follow, shared, *methods = sys.argv[1:]
 follow, shared = follow != "free", shared != "per-linear"
 
 def gnu_time(path):
@@ -137,4 +150,39 @@ for m in methods:
           f"({twin['cpu_seconds']:.1f}) | {twin['peak_rss_mib']:.0f} | {split(tseconds)} | "
           f"{twin['wall_seconds'] / kwall:.2f}x ({tseconds['total'] / kseconds['total']:.2f}x; "
           f"{twin['cpu_seconds'] / kcpu:.2f}x) | {agree} |")
+
+bf16_methods = [m for m in methods if os.path.exists(f"{work}/{m}.kick-bf16.time")]
+if bf16_methods:
+    sys.path.insert(0, f"{repo}/tests/reference")
+    import torch
+    from compress_pipeline_twin import SafeTensors
+    print("\nkick with `--calibration-dtype bf16` (forward passes in bf16; statistics and solves fp32), against the "
+          "same twin and against kick's fp32-calibrated weights above.\n")
+    print("| method | kick bf16 wall s (cpu s) | peak RSS MiB | split s | speed-up over twin (compression only) "
+          "| weights vs fp32-calibrated kick | output error, bf16 / fp32 calibration (median, max per Linear) |")
+    print("|---|---|---|---|---|---|---|")
+    for m in bf16_methods:
+        wall, cpu, rss = gnu_time(f"{work}/{m}.kick-bf16.time")
+        meta = json.load(open(f"{work}/{m}.kick-bf16/compression.json"))
+        seconds = meta["stages"][-1]["report"]["seconds"]
+        twin = json.load(open(f"{work}/{m}.twin.json"))
+        a, b = SafeTensors(f"{work}/{m}.kick/model.safetensors"), SafeTensors(f"{work}/{m}.kick-bf16/model.safetensors")
+        entries = differ = 0
+        num = den = 0.0
+        for name in a.names():
+            if not name.endswith("proj.weight"):
+                continue
+            x, y = a.get(name).float(), b.get(name).float()
+            entries += x.numel()
+            differ += int(((x == 0) != (y == 0)).sum()) if m in ("wanda", "sparsegpt") else int((x != y).sum())
+            num += float((x - y).pow(2).sum()); den += float(x.pow(2).sum())
+        what = "masks differ at" if m in ("wanda", "sparsegpt") else "values differ:"
+        ratios = []
+        fp32_layers = json.load(open(f"{work}/{m}.kick/compression.json"))["stages"][-1]["report"]["layers"]
+        for la, lb in zip(fp32_layers, meta["stages"][-1]["report"]["layers"]):
+            for name, stats in la["linears"].items():
+                ratios.append(lb["linears"][name]["output_error_sample"] / max(stats["output_error_sample"], 1e-30))
+        print(f"| {m} | {wall:.1f} ({cpu:.1f}) | {rss:.0f} | {split(seconds)} | {twin['wall_seconds'] / wall:.2f}x "
+              f"({twin['seconds']['total'] / seconds['total']:.2f}x) | rel. Frobenius {(num / den) ** 0.5:.2g}, {what} "
+              f"{differ} of {entries} | {statistics.median(ratios):.4f}, {max(ratios):.4f} |")
 EOF

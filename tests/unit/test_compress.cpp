@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "../../lib/compress/internal.hpp"  // the OBS sweep kernel and selection, tested against their references
 #include "kick/compress.hpp"
 #include "test_helpers.hpp"
 
@@ -371,4 +372,135 @@ TEST_CASE("configs describe themselves and stats serialize", "[compress]") {
   CHECK(j.contains("damping"));
   auto W = load("W");
   CHECK(kc::output_error(W, W, load("H")) == 0);
+}
+
+namespace {
+
+struct SweepCase {
+  std::string name;
+  bool unstructured_mask = false, nm = false, quantize = false, grouped = false;
+};
+
+}  // namespace
+
+TEST_CASE("the OBS sweep kernel gives the bits of its one-op-per-column reference", "[compress]") {
+  // Real statistics from the fixtures: W [rows, 128] and the Cholesky factor of its damped H^-1.
+  auto W = load("W");
+  auto H = load("H");
+  auto factor = kick::compress::detail::inverse_hessian_factor(H, 0.01);
+  const int64_t i1 = 16, count = 48;  // a block that is not the first: its own diagonal block of Hinv
+  auto block = W.narrow(1, i1, count).contiguous();
+  auto hinv = factor.upper.narrow(0, i1, count).narrow(1, i1, count);
+  auto per_row = kick::compress::detail::find_grid_params(W, 4, false);
+  std::vector<kick::compress::detail::GridParams> groups;
+  for (int64_t c = 0; c < count; c += 16) groups.push_back(kick::compress::detail::find_grid_params(block.narrow(1, c, 16), 3, true));
+  for (const auto& c : std::vector<SweepCase>{{"prune", true, false, false, false},
+                                              {"2:4", false, true, false, false},
+                                              {"quantize per row", false, false, true, false},
+                                              {"quantize groups", false, false, true, true},
+                                              {"prune + quantize", true, false, true, true},
+                                              {"2:4 + quantize", false, true, true, false}}) {
+    INFO(c.name);
+    auto make = [&] {
+      kick::compress::detail::ObsSweep sweep;
+      sweep.block = block.clone();
+      sweep.hinv = hinv;
+      if (c.unstructured_mask) sweep.mask = kick::compress::detail::lowest_k_per_row(block.abs().reshape({1, -1}), block.numel() / 2).reshape(block.sizes());
+      if (c.nm) {
+        sweep.mask = at::zeros(block.sizes(), at::kBool);
+        sweep.nm_n = 2;
+        sweep.nm_m = 4;
+      }
+      for (int64_t i = 0; c.quantize && i < count; ++i) sweep.grids.push_back(c.grouped ? &groups[i / 16] : &per_row);
+      return sweep;
+    };
+    auto fast_in = make(), reference_in = make();
+    auto fast = kick::compress::detail::obs_sweep_cpu(fast_in);
+    auto reference = kick::compress::detail::obs_sweep_reference(reference_in);
+    CHECK(at::equal(fast.values, reference.values));
+    CHECK(at::equal(fast.errors, reference.errors));
+    if (c.quantize) CHECK(at::equal(fast.codes, reference.codes));
+    if (fast_in.mask.defined()) CHECK(at::equal(fast_in.mask, reference_in.mask));
+    CHECK(at::allclose(fast.losses, reference.losses, 1e-5, 1e-9));
+    if (c.nm) require_n_of_m(fast_in.mask, 2, 4);
+    // The dispatcher picks the kernel for fp32 CPU blocks.
+    auto dispatched_in = make();
+    CHECK(at::equal(kick::compress::detail::obs_sweep(dispatched_in).values, fast.values));
+  }
+  kick::compress::detail::ObsSweep bad;
+  bad.block = block.clone();
+  bad.hinv = hinv.narrow(0, 0, 8);
+  require_error([&] { kick::compress::detail::obs_sweep_cpu(bad); }, {"obs_sweep", "hinv", "[48, 48]"});
+}
+
+TEST_CASE("selecting the k lowest scores equals a stable sort's first k, ties and NaN included", "[compress]") {
+  using kick::compress::detail::lowest_k_by_sort;
+  using kick::compress::detail::lowest_k_per_row;
+  at::manual_seed(7);
+  // Small integers: most scores tie, so the tie-break by position decides.
+  auto ties = at::randint(0, 5, {6, 40}, at::kFloat);
+  auto distinct = at::rand({3, 1000});
+  auto with_nan = distinct.clone();
+  with_nan[0][3] = NAN;
+  with_nan[1].fill_(NAN);
+  auto signed_zero = at::zeros({2, 10});
+  signed_zero[0][4] = -0.0;
+  for (const auto& scores : {ties, distinct, with_nan, signed_zero}) {
+    for (int64_t k : {int64_t{0}, int64_t{1}, scores.size(1) / 3, scores.size(1) / 2, scores.size(1) - 1, scores.size(1)}) {
+      INFO("k " << k << " of " << scores.size(1));
+      CHECK(at::equal(lowest_k_per_row(scores, k), lowest_k_by_sort(scores, k)));
+    }
+  }
+  CHECK(lowest_k_per_row(ties, 13).sum(1).eq(13).all().item<bool>());
+}
+
+TEST_CASE("statistics without channel moments refuse to give them; the block-triangular Hessian is the full one", "[compress]") {
+  at::manual_seed(11);
+  auto X = at::randn({300, 150});  // 150 columns: blocks of 64, 64 and 22
+  kc::InputStatistics stats(150, true, at::kCPU, /*channel_moments=*/false);
+  stats.add(X.narrow(0, 0, 120));
+  stats.add(X.narrow(0, 120, 180));
+  auto full = at::matmul(X.t(), X) * (2.0 / 300);
+  auto h = stats.hessian();
+  CHECK(max_abs_diff(h, full) <= 1e-5 * full.abs().max().item<double>());
+  CHECK(at::equal(h, stats.hessian()));  // stable across calls
+  require_error([&] { stats.squared_norms(); }, {"squared_norms", "channel moments"});
+  require_error([&] { stats.mean_abs(); }, {"mean_abs", "channel moments"});
+}
+
+TEST_CASE("the fused RTN kernel gives the bits of its ATen reference", "[compress]") {
+  auto W = load("W").clone();
+  W[3].zero_();           // an all-zero row: the grid falls back to [-1, 1]
+  W[5] = W[5].abs();      // all positive: the range is widened to include 0
+  W[7].fill_(-0.25);      // constant negative
+  for (int bits : {2, 3, 4, 8}) {
+    for (int64_t group : {int64_t{-1}, int64_t{16}}) {
+      for (bool symmetric : {false, true}) {
+        INFO("bits " << bits << " group " << group << (symmetric ? " sym" : " asym"));
+        kc::QuantizerConfig config{bits, group, symmetric};
+        kc::QuantizedWeight fast_packed, reference_packed;
+        auto fast = kick::compress::detail::rtn_groups_cpu(W, config, &fast_packed);
+        auto reference = kick::compress::detail::rtn_groups_reference(W, config, &reference_packed);
+        CHECK(at::equal(fast, reference));
+        CHECK(at::equal(fast_packed.codes, reference_packed.codes));
+        CHECK(at::equal(fast_packed.scales, reference_packed.scales.contiguous()));
+        CHECK(at::equal(fast_packed.zeros, reference_packed.zeros.contiguous()));
+        CHECK(at::equal(fast_packed.g_idx, reference_packed.g_idx));
+      }
+    }
+  }
+}
+
+TEST_CASE("round_half_even rounds as torch.round over the whole float range", "[compress]") {
+  std::vector<float> values = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 0.49999997f, 3.7f, -3.7f, 4194303.5f,
+                               4194304.5f, -4194304.5f, 6291457.5f, 8388609.0f, 1e20f, -1e20f, 0.0f, -0.0f};
+  auto t = at::tensor(values);
+  auto expected = at::round(t);
+  for (size_t i = 0; i < values.size(); ++i) {
+    INFO(values[i]);
+    const float got = kick::compress::detail::round_half_even(values[i]);
+    CHECK(got == expected[i].item<float>());
+    CHECK(std::signbit(got) == std::signbit(expected[i].item<float>()));
+  }
+  CHECK(std::isnan(kick::compress::detail::round_half_even(NAN)));
 }

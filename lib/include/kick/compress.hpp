@@ -97,18 +97,21 @@ struct QuantResult {
 // norms of X (Wanda's scaler), and mean |x| per channel (AWQ), from inputs [..., in].
 class InputStatistics {
  public:
-  explicit InputStatistics(int64_t in_features, bool hessian = true, at::Device device = at::kCPU);
+  // channel_moments: also keep squared_norms and mean_abs (a pass over the input each).
+  explicit InputStatistics(int64_t in_features, bool hessian = true, at::Device device = at::kCPU,
+                           bool channel_moments = true);
   void add(const Tensor& input);
-  Tensor hessian() const;             // [in, in] fp32: (2 / n) sum x x^T
+  Tensor hessian() const;             // [in, in] fp32: (2 / n) sum x x^T (a new tensor each call)
   Tensor squared_norms() const;       // [in] fp32: sum over tokens of x^2 / n (Wanda's scaler_row)
   Tensor mean_abs() const;            // [in] fp32: mean |x| (AWQ)
   int64_t tokens() const { return tokens_; }
   int64_t nonfinite() const { return nonfinite_; }
 
  private:
-  Tensor h_, sq_, abs_;
-  int64_t tokens_ = 0, nonfinite_ = 0;
-  bool with_hessian_;
+  Tensor h_, sq_, abs_;  // h_: only the blocks on and above the diagonal are kept current
+  int64_t in_features_ = 0, tokens_ = 0, nonfinite_ = 0;
+  at::Device device_ = at::kCPU;
+  bool with_hessian_, with_moments_;
 };
 
 // ---------- methods: one file each, pure functions ----------
@@ -189,6 +192,10 @@ struct CompressionPlan {
   bool sparsegpt_quantize = false;  // SparseGPT with joint quantization at `quant`
   AwqConfig awq;
   int64_t forward_batch = 8;        // calibration windows per layer forward
+  // dtype of the calibration forward passes (layer inputs, captured activations); statistics and
+  // solves stay fp32. Unset: the model's dtype. bf16 on an fp32 model is how the references run
+  // (their forward is fp16 on GPU) and ~4x faster on CPUs with bf16 GEMMs (docs/performance.md).
+  c10::optional<at::ScalarType> calibration_dtype;
   bool awq_scale_only = false;      // AWQ: search and fold scales, leave weights unquantized (analysis)
   bool preserve_zeros = false;      // quantizing a pruned model: weights that are zero stay zero
   bool keep_packed = false;         // keep integer codes/scales/zeros of quantized Linears in the report

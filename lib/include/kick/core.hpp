@@ -104,7 +104,7 @@ std::string git_revision();
 // Parses "cpu", "cuda", "cuda:1"; throws on anything else or when CUDA is asked for but absent.
 at::Device parse_device(const std::string& name);
 // Parses "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16".
-at::ScalarType parse_dtype(const std::string& name);
+at::ScalarType parse_dtype(const std::string& name, const char* option = "--dtype");
 std::string dtype_name(at::ScalarType dtype);
 
 }  // namespace kick

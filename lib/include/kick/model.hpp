@@ -56,6 +56,11 @@ class DecoderLayer {
   // hidden: [B, T, H]. With a cache, keys/values of the new tokens are written at past_length.
   Tensor forward(const Tensor& hidden, const AttentionInputs& attention, KVCache* cache = nullptr,
                  const LinearInputHook& hook = nullptr) const;
+  // Runs the layer only as far as every Linear's input has been passed to the hook (calibration
+  // capture): down_proj and the residual after it are not computed.
+  void feed_linear_inputs(const Tensor& hidden, const AttentionInputs& attention, const LinearInputHook& hook) const;
+  // A copy with every weight in `dtype` (the calibration forward's precision).
+  DecoderLayer to(at::ScalarType dtype) const;
   // "self_attn.q_proj" ... "mlp.down_proj": the [out, in] weight, modifiable in place.
   Tensor& linear(const std::string& name);
   const Tensor& linear(const std::string& name) const;

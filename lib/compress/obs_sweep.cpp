@@ -1,0 +1,154 @@
+// compress/obs_sweep.cpp: the column sweep inside one block that SparseGPT and GPTQ share. Column by
+// column, each weight becomes its pruned and/or quantized value q, and the error (w - q) / d is fed
+// forward to the block's later columns through the row of the upper Cholesky factor of H^-1. Rows never
+// interact inside a block, so the CPU kernel runs rows in parallel with the whole sweep of a row in
+// cache; the ATen version (one op per column, any device) is its reference and is tested against it.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "internal.hpp"
+
+namespace kick::compress::detail {
+
+namespace {
+using at::indexing::None;
+using at::indexing::Slice;
+
+void check_sweep(const ObsSweep& sweep) {
+  const auto& W1 = sweep.block;
+  if (!W1.defined() || W1.dim() != 2 || W1.scalar_type() != at::kFloat)
+    fail("obs_sweep: block must be a 2-D fp32 tensor");
+  const int64_t count = W1.size(1);
+  if (!sweep.hinv.defined() || sweep.hinv.sizes() != at::IntArrayRef({count, count}))
+    fail("obs_sweep: hinv must be [{}, {}]", count, count);
+  if (sweep.mask.defined() && sweep.mask.sizes() != W1.sizes()) fail("obs_sweep: mask must match the block's shape");
+  if (sweep.nm_n > 0 && !sweep.mask.defined()) fail("obs_sweep: N:M needs a mask to fill");
+  if (sweep.nm_m > 0 && count % sweep.nm_m != 0) fail("obs_sweep: m = {} must divide the block width {}", sweep.nm_m, count);
+  if (!sweep.grids.empty() && static_cast<int64_t>(sweep.grids.size()) != count)
+    fail("obs_sweep: {} grids for {} columns", sweep.grids.size(), count);
+}
+
+ObsSweepResult allocate_result(const ObsSweep& sweep) {
+  ObsSweepResult result;
+  result.values = at::zeros_like(sweep.block);
+  result.errors = at::zeros_like(sweep.block);
+  if (!sweep.grids.empty()) result.codes = at::zeros_like(sweep.block);
+  return result;
+}
+
+}  // namespace
+
+ObsSweepResult obs_sweep_reference(ObsSweep& sweep) {
+  check_sweep(sweep);
+  auto& W1 = sweep.block;
+  const auto& Hinv1 = sweep.hinv;
+  const int64_t count = W1.size(1);
+  auto result = allocate_result(sweep);
+  auto Losses1 = at::zeros_like(W1);
+  for (int64_t i = 0; i < count; ++i) {
+    auto w = W1.select(1, i);
+    auto d = Hinv1.index({i, i});
+    if (sweep.nm_n > 0 && i % sweep.nm_m == 0) {
+      auto score = W1.narrow(1, i, sweep.nm_m).pow(2) / at::diag(Hinv1).narrow(0, i, sweep.nm_m).reshape({1, -1}).pow(2);
+      auto lowest = std::get<1>(at::topk(score, sweep.nm_n, /*dim=*/1, /*largest=*/false));
+      sweep.mask.scatter_(1, lowest + i, true);
+    }
+    auto q = w.clone();
+    if (sweep.mask.defined()) q.masked_fill_(sweep.mask.select(1, i), 0);
+    if (!sweep.grids.empty()) {
+      auto code = quantize_to_codes(q.unsqueeze(1), *sweep.grids[i]);
+      q = codes_to_values(code, *sweep.grids[i]).flatten();
+      result.codes.select(1, i).copy_(code.flatten());
+    }
+    result.values.select(1, i).copy_(q);
+    Losses1.select(1, i).copy_((w - q).pow(2) / d.pow(2));
+    auto err1 = (w - q) / d;
+    W1.narrow(1, i, count - i).sub_(at::matmul(err1.unsqueeze(1), Hinv1.index({i, Slice(i, None)}).unsqueeze(0)));
+    result.errors.select(1, i).copy_(err1);
+  }
+  result.losses = at::sum(Losses1, 1);
+  return result;
+}
+
+// The same arithmetic as the reference, element by element and in the same order (this file is built
+// without floating-point contraction), so both give the same bits; only the loss sum is accumulated
+// differently (in double per row).
+ObsSweepResult obs_sweep_cpu(ObsSweep& sweep) {
+  check_sweep(sweep);
+  sweep.block = sweep.block.contiguous();
+  const int64_t rows = sweep.block.size(0), count = sweep.block.size(1);
+  auto result = allocate_result(sweep);
+  result.losses = at::zeros({rows}, sweep.block.options());
+  auto hinv = sweep.hinv.to(at::kCPU).contiguous();
+  const float* H = hinv.data_ptr<float>();
+  float* block = sweep.block.data_ptr<float>();
+  bool* mask = sweep.mask.defined() ? sweep.mask.data_ptr<bool>() : nullptr;
+  float* values = result.values.data_ptr<float>();
+  float* errors = result.errors.data_ptr<float>();
+  float* codes = result.codes.defined() ? result.codes.data_ptr<float>() : nullptr;
+  float* losses = result.losses.data_ptr<float>();
+  // Per-column grid parameters as raw rows: scale and zero are [rows, 1] fp32.
+  std::vector<Tensor> keep_alive;
+  std::vector<const float*> scale_of(codes ? count : 0), zero_of(codes ? count : 0);
+  float maxq = 0;
+  for (size_t i = 0; i < scale_of.size(); ++i) {
+    keep_alive.push_back(sweep.grids[i]->scale.to(at::kFloat).contiguous());
+    keep_alive.push_back(sweep.grids[i]->zero.to(at::kFloat).contiguous());
+    scale_of[i] = keep_alive[keep_alive.size() - 2].data_ptr<float>();
+    zero_of[i] = keep_alive.back().data_ptr<float>();
+    maxq = static_cast<float>(sweep.grids[i]->maxq);
+    if (keep_alive.back().numel() != rows) fail("obs_sweep: grid {} has {} rows for a block of {}", i, keep_alive.back().numel(), rows);
+  }
+  const int64_t nm_n = sweep.nm_n, nm_m = sweep.nm_m;
+
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> score(static_cast<size_t>(std::max<int64_t>(nm_m, 1)));
+    std::vector<int64_t> order(score.size());
+    for (int64_t r = begin; r < end; ++r) {
+      float* w = block + r * count;
+      bool* pruned = mask ? mask + r * count : nullptr;
+      double loss = 0;
+      for (int64_t i = 0; i < count; ++i) {
+        const float* hinv_row = H + i * count;
+        const float d = hinv_row[i];
+        if (nm_n > 0 && i % nm_m == 0) {
+          for (int64_t k = 0; k < nm_m; ++k) {
+            const float dk = H[(i + k) * count + i + k];
+            score[k] = (w[i + k] * w[i + k]) / (dk * dk);
+            order[k] = k;
+          }
+          std::stable_sort(order.begin(), order.begin() + nm_m, [&](int64_t a, int64_t b) { return score[a] < score[b]; });
+          for (int64_t k = 0; k < nm_n; ++k) pruned[i + order[k]] = true;
+        }
+        const float x = w[i];
+        float q = (pruned && pruned[i]) ? 0.0f : x;
+        if (codes) {
+          const float scale = scale_of[i][r], zero = zero_of[i][r];
+          const float code = std::min(std::max(round_half_even(q / scale) + zero, 0.0f), maxq);
+          codes[r * count + i] = code;
+          q = scale * (code - zero);
+        }
+        values[r * count + i] = q;
+        const float diff = x - q;
+        loss += static_cast<double>((diff * diff) / (d * d));
+        const float err = diff / d;
+        errors[r * count + i] = err;
+        // The block's rows and Hinv never overlap; simd lets the compiler vectorize without a check.
+#pragma omp simd
+        for (int64_t j = i + 1; j < count; ++j) w[j] -= err * hinv_row[j];
+      }
+      losses[r] = static_cast<float>(loss);
+    }
+  });
+  return result;
+}
+
+ObsSweepResult obs_sweep(ObsSweep& sweep) {
+  if (sweep.block.device().is_cpu() && sweep.block.scalar_type() == at::kFloat) return obs_sweep_cpu(sweep);
+  return obs_sweep_reference(sweep);
+}
+
+}  // namespace kick::compress::detail
