@@ -1,6 +1,11 @@
 // compress/nm_mask.cpp: the pruning mask from importance scores (unstructured per row or per matrix,
 // or N:M), shared by magnitude, Wanda, SparseGPT's block masks and the tests; and the selection of the
 // k lowest scores that those masks are built from.
+#include <algorithm>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
 #include "internal.hpp"
 
 namespace kick::compress {
@@ -8,7 +13,7 @@ namespace kick::compress {
 namespace detail {
 
 // A stable sort's first k, per row, without the sort: the k-th smallest score is found by selection
-// (at::kthvalue, linear time), everything below it is taken, and of the entries equal to it the first
+// (nth_element or at::kthvalue, linear time), everything below it is taken, and of the entries equal to it the first
 // ones by position until k are taken. NaN scores (which a sort orders last and selection would make
 // the threshold) go through the sort itself, so the result is always the stable sort's.
 Tensor lowest_k_by_sort(const Tensor& scores, int64_t k) {
@@ -18,13 +23,46 @@ Tensor lowest_k_by_sort(const Tensor& scores, int64_t k) {
   return mask.scatter_(1, order.narrow(1, 0, k), true);
 }
 
+namespace {
+
+// The k-th smallest score of every row ([R, 1]): std::nth_element on a copy of each row for fp32 CPU
+// scores (no index bookkeeping; rows in parallel), at::kthvalue elsewhere. NaN rows are left to the caller.
+Tensor kth_smallest_per_row(const Tensor& scores, int64_t k) {
+  if (!scores.device().is_cpu() || scores.scalar_type() != at::kFloat)
+    return std::get<0>(at::kthvalue(scores, k, /*dim=*/1, /*keepdim=*/true));
+  auto s = scores.contiguous();
+  const int64_t rows = s.size(0), columns = s.size(1);
+  auto threshold = at::empty({rows, 1}, s.options());
+  const float* src = s.data_ptr<float>();
+  float* out = threshold.data_ptr<float>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(static_cast<size_t>(columns));
+    for (int64_t r = begin; r < end; ++r) {
+      std::copy(src + r * columns, src + (r + 1) * columns, row.begin());
+      // NaN compares false both ways and would break the ordering: such a row reports NaN.
+      if (std::any_of(row.begin(), row.end(), [](float v) { return v != v; })) {
+        out[r] = NAN;
+        continue;
+      }
+      std::nth_element(row.begin(), row.begin() + (k - 1), row.end());
+      out[r] = row[static_cast<size_t>(k - 1)];
+    }
+  });
+  return threshold;
+}
+
+}  // namespace
+
 Tensor lowest_k_per_row(const Tensor& scores, int64_t k) {
   const int64_t columns = scores.size(1);
   if (k <= 0) return at::zeros(scores.sizes(), scores.options().dtype(at::kBool));
   if (k >= columns) return at::ones(scores.sizes(), scores.options().dtype(at::kBool));
-  auto threshold = std::get<0>(at::kthvalue(scores, k, /*dim=*/1, /*keepdim=*/true));
+  auto threshold = kth_smallest_per_row(scores, k);
   if (at::isnan(threshold).any().item<bool>()) return lowest_k_by_sort(scores, k);
   auto below = scores < threshold;
+  auto at_or_below = scores <= threshold;
+  // No ties beyond the k-th: everything up to the threshold is exactly the k lowest.
+  if ((at_or_below.sum(1) == k).all().item<bool>()) return at_or_below;
   auto at_threshold = scores == threshold;
   auto still_needed = k - below.sum(1, /*keepdim=*/true);
   auto rank_among_ties = at_threshold.to(at::kInt).cumsum(1);

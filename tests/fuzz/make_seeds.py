@@ -230,6 +230,18 @@ sentencepiece_like = {
               "merges": ["\u2581 a", "\u2581a b"]},
 }
 put("tokenizer_json", "sentencepiece_bpe", json.dumps(sentencepiece_like).encode())
+# A LLaMA-style post-processor that prepends <s>: the reader follows "single"[0].SpecialToken.id into
+# "special_tokens" (the path that held a pointer into a temporary, found by ASan, not by fuzzing).
+with_template = dict(sentencepiece_like)
+with_template["post_processor"] = {
+    "type": "Sequence",
+    "processors": [{"type": "ByteLevel", "trim_offsets": False},
+                   {"type": "TemplateProcessing",
+                    "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                    "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                             {"Sequence": {"id": "B", "type_id": 1}}],
+                    "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}]}
+put("tokenizer_json", "template_processing", json.dumps(with_template).encode())
 
 
 # ------------------------------------------------------------------------------------ task and experiment files

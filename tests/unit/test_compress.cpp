@@ -452,6 +452,9 @@ TEST_CASE("selecting the k lowest scores equals a stable sort's first k, ties an
     }
   }
   CHECK(lowest_k_per_row(ties, 13).sum(1).eq(13).all().item<bool>());
+  // fp64 scores take at::kthvalue instead of the nth_element kernel: the same selection.
+  CHECK(at::equal(lowest_k_per_row(ties.to(at::kDouble), 13), lowest_k_by_sort(ties, 13)));
+  CHECK(at::equal(lowest_k_per_row(distinct.to(at::kDouble), 400), lowest_k_by_sort(distinct, 400)));
 }
 
 TEST_CASE("statistics without channel moments refuse to give them; the block-triangular Hessian is the full one", "[compress]") {
