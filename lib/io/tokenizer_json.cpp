@@ -3,6 +3,7 @@
 // recognised by structure; writing produces a file PyPI `tokenizers` loads with the same ids.
 #include <algorithm>
 #include <filesystem>
+#include <type_traits>
 
 #include "kick/io.hpp"
 
@@ -18,9 +19,21 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 }
 
 // Whether a JSON component (possibly a Sequence) contains a component of `type`.
+// An optional field of an object, with its default when absent or null; present with another type, it is
+// an error naming the field (nlohmann's value() would throw its own type_error, found by fuzzing).
+template <typename T>
+T optional_field(const nlohmann::json& object, const char* key, T fallback, const std::string& path, const char* where) {
+  if (!object.is_object() || !object.contains(key) || object[key].is_null()) return fallback;
+  const auto& field = object[key];
+  const bool matches = std::is_same<T, bool>::value ? field.is_boolean() : field.is_string();
+  if (!matches)
+    fail("{}: {}.{} is {} (expected {})", path, where, key, field.type_name(), std::is_same<T, bool>::value ? "a boolean" : "a string");
+  return field.get<T>();
+}
+
 const nlohmann::json* find_component(const nlohmann::json& j, const std::string& type) {
   if (!j.is_object()) return nullptr;
-  if (j.value("type", "") == type) return &j;
+  if (j.contains("type") && j["type"].is_string() && j["type"].get<std::string>() == type) return &j;
   for (const char* list : {"pretokenizers", "normalizers", "decoders", "processors"}) {
     if (j.contains(list) && j[list].is_array()) {
       for (const auto& c : j[list]) {
@@ -33,7 +46,7 @@ const nlohmann::json* find_component(const nlohmann::json& j, const std::string&
 
 std::string token_string(const nlohmann::json& t) {
   if (t.is_string()) return t.get<std::string>();
-  if (t.is_object() && t.contains("content")) return t["content"].get<std::string>();
+  if (t.is_object() && t.contains("content") && t["content"].is_string()) return t["content"].get<std::string>();
   return "";
 }
 
@@ -48,7 +61,8 @@ VocabSpec read_tokenizer_json(const std::string& path) {
   }
   if (!j.contains("model") || !j["model"].is_object()) fail("{}: missing object 'model'", path);
   const auto& model = j["model"];
-  if (model.value("type", "") != "BPE") fail("{}: model.type '{}' is not supported (expected BPE)", path, model.value("type", ""));
+  const std::string model_type = optional_field<std::string>(model, "type", "", path, "model");
+  if (model_type != "BPE") fail("{}: model.type '{}' is not supported (expected BPE)", path, model_type);
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail("{}: missing object 'model.vocab'", path);
   VocabSpec v;
   // Ids index a dense table, so each must be below the number of entries: an id of 10^9 in a small file would
@@ -80,8 +94,8 @@ VocabSpec read_tokenizer_json(const std::string& path) {
   if (j.contains("added_tokens")) {
     for (const auto& t : j["added_tokens"]) {
       const auto id = static_cast<size_t>(t["id"].get<int64_t>());
-      v.tokens[id] = t.value("content", "");
-      v.token_types[id] = t.value("special", false) ? 3 : 4;
+      v.tokens[id] = optional_field<std::string>(t, "content", "", path, "added_tokens[]");
+      v.token_types[id] = optional_field<bool>(t, "special", false, path, "added_tokens[]") ? 3 : 4;
     }
   }
   std::vector<std::string> merges;
@@ -105,7 +119,7 @@ VocabSpec read_tokenizer_json(const std::string& path) {
     const std::string left = merges[r].substr(0, space), right = merges[r].substr(space + 1);
     if (!ids.count(left) || !ids.count(right)) fail("{}: model.merges[{}] names a token not in the vocabulary", path, r);
   }
-  const bool byte_fallback = model.value("byte_fallback", false);
+  const bool byte_fallback = optional_field<bool>(model, "byte_fallback", false, path, "model");
   const nlohmann::json pre = j.value("pre_tokenizer", nlohmann::json());
   const nlohmann::json normalizer = j.value("normalizer", nlohmann::json());
   if (byte_fallback || find_component(pre, "Metaspace") || find_component(normalizer, "Prepend")) {
@@ -125,15 +139,16 @@ VocabSpec read_tokenizer_json(const std::string& path) {
     }
     const auto* meta = find_component(pre, "Metaspace");
     v.add_space_prefix = find_component(normalizer, "Prepend") != nullptr ||
-                         (meta && meta->value("prepend_scheme", std::string("always")) != "never" && meta->value("add_prefix_space", true));
+                         (meta && optional_field<std::string>(*meta, "prepend_scheme", "always", path, "Metaspace") != "never" &&
+                          optional_field<bool>(*meta, "add_prefix_space", true, path, "Metaspace"));
   } else if (find_component(pre, "ByteLevel")) {
     v.model = "gpt2";
     v.merges = merges;
     v.add_space_prefix = false;
     const auto* digits = find_component(pre, "Digits");
-    v.pre = digits && digits->value("individual_digits", false) ? "smollm" : "gpt2";
+    v.pre = digits && optional_field<bool>(*digits, "individual_digits", false, path, "Digits") ? "smollm" : "gpt2";
     if (const auto* split = find_component(pre, "Split")) {
-      const auto pattern = split->contains("pattern") ? split->at("pattern").value("Regex", "") : "";
+      const auto pattern = split->contains("pattern") ? optional_field<std::string>(split->at("pattern"), "Regex", "", path, "Split.pattern") : "";
       if (pattern.find("\\p{N}{1,3}") != std::string::npos) v.pre = "llama3";
     }
   } else {
@@ -149,8 +164,8 @@ VocabSpec read_tokenizer_json(const std::string& path) {
   if (const auto* tp = find_component(post_processor, "TemplateProcessing")) {
     if (tp->contains("single") && (*tp)["single"].is_array() && !(*tp)["single"].empty()) {
       const auto& first = (*tp)["single"][0];
-      if (first.contains("SpecialToken")) {
-        auto it = ids.find(first["SpecialToken"].value("id", ""));
+      if (first.is_object() && first.contains("SpecialToken")) {
+        auto it = ids.find(optional_field<std::string>(first["SpecialToken"], "id", "", path, "TemplateProcessing.single[0].SpecialToken"));
         if (it != ids.end()) {
           v.bos_id = it->second;
           v.add_bos = true;

@@ -110,5 +110,14 @@ TEST_CASE("malformed tokenizer.json files are refused with the file and field", 
   CHECK_THROWS_WITH(read_tokenizer_json(write("g.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}},"
                                                         " \"added_tokens\": [{\"id\": -3, \"content\": \"x\"}]}")),
                     Catch::Contains("g.json") && Catch::Contains("added_tokens id -3"));
+  // Found by fuzzing: optional fields of the wrong type escaped as nlohmann type_errors.
+  CHECK_THROWS_WITH(read_tokenizer_json(write("h.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}},"
+                                                        " \"added_tokens\": [{\"id\": 0, \"content\": \"a\", \"special\": 9}]}")),
+                    Catch::Contains("h.json") && Catch::Contains("added_tokens[].special is number (expected a boolean)"));
+  CHECK_THROWS_WITH(read_tokenizer_json(write("i.json", "{\"model\": {\"type\": 7, \"vocab\": {\"a\": 0}}}")),
+                    Catch::Contains("i.json") && Catch::Contains("model.type is number (expected a string)"));
+  CHECK_THROWS_WITH(read_tokenizer_json(write("j.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"byte_fallback\": true},"
+                                                        " \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": 5}}]}}")),
+                    Catch::Contains("j.json") && Catch::Contains("TemplateProcessing.single[0].SpecialToken.id is number"));
   CHECK_THROWS_WITH(make_tokenizer(VocabSpec{}), Catch::Contains("not supported"));
 }
