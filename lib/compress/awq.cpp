@@ -13,7 +13,7 @@
 //   ||x (W - Q)^T||^2 = sum((W - Q) G * (W - Q)) with G = x^T x, once per search instead of a product
 //   with every token per grid point (8x fewer FLOPs in the clip search at 512 tokens and group 64). The
 //   reference subtracts two nearly equal outputs instead; the sums are the same, the rounding differs,
-//   and it decides near-ties (docs/performance.md measures both against fp64).
+//   and it decides near-ties (docs/performance.md compares the two forms in fp32 and fp64).
 #include <algorithm>
 #include <limits>
 
@@ -48,7 +48,7 @@ Tensor fake_quantize_rows(const Tensor& rows, const QuantizerConfig& quant) {
 
 // sum over tokens and outputs of (x delta^T)^2, through the Gram matrix when one is given.
 double squared_output_error(const Tensor& delta, const Tensor& x, const Tensor& gram) {
-  if (gram.defined()) return (at::matmul(delta, gram) * delta).sum().item<double>();
+  if (gram.defined()) return (at::matmul(delta, gram) * delta).sum().clamp_min(0).item<double>();  // rounding can dip below 0
   return at::matmul(x, delta.t()).pow(2).sum().item<double>();
 }
 
@@ -129,7 +129,7 @@ Tensor awq_search_clip(const Tensor& weight, const Tensor& x_sample, const AwqCo
     auto errors_of = [&](const Tensor& quantized, const Tensor& reference_out) {
       if (!gram.defined()) return (outputs(quantized) - reference_out).pow(2).mean(1).t().reshape({rows, groups, 1});
       auto delta = (w - quantized).permute({1, 0, 2});  // [groups, rows, group]
-      return (at::bmm(delta, gram) * delta).sum(-1).div(static_cast<double>(tokens)).t().reshape({rows, groups, 1});
+      return (at::bmm(delta, gram) * delta).sum(-1).clamp_min(0).div(static_cast<double>(tokens)).t().reshape({rows, groups, 1});
     };
     auto org_max = w.abs().amax(-1, /*keepdim=*/true);  // [rows, groups, 1]
     auto best_max = org_max.clone();

@@ -39,18 +39,21 @@ struct GroupCapture {
 };
 
 // ||x W^T - x' W'^T||^2 / ||x W^T||^2 on a token sample x, where x' = x / s differs from x only where
-// AWQ folded scales s into W' (so x' W'^T = x (W' / s)^T). Through the sample's Gram matrix x^T x when
-// the group's input is narrow enough for that to be cheaper (a [in, in] product per Linear instead of
-// a [tokens, out] one), else directly; the two differ only in rounding.
-double relative_output_error(const Tensor& original, const Tensor& compressed, const Tensor& folded_scales,
-                             const Tensor& x, const Tensor& gram) {
+// AWQ folded input scales s into W' (so x' W'^T = x (W' / s)^T). Where AWQ also divided W's rows by the
+// next group's scales r (v_proj, up_proj), the reference is the folded, unquantized W / r: the error
+// measures quantization, not the fold. Through the sample's Gram matrix x^T x when the group's input is
+// narrow enough for that to be cheaper (a [in, in] product per Linear instead of a [tokens, out] one),
+// else directly; the two differ only in rounding.
+double relative_output_error(const Tensor& original, const Tensor& compressed, const Tensor& input_scales,
+                             const Tensor& row_scales, const Tensor& x, const Tensor& gram) {
   if (!x.defined() || x.size(0) == 0) return -1;
   auto w = original.to(at::kFloat);
+  if (row_scales.defined()) w = w / row_scales.view({-1, 1});
   auto seen = compressed.to(at::kFloat);
-  if (folded_scales.defined()) seen = seen / folded_scales.view({1, -1});
+  if (input_scales.defined()) seen = seen / input_scales.view({1, -1});
   auto delta = w - seen;
   auto squared = [&](const Tensor& m) {
-    if (gram.defined()) return (at::matmul(m, gram) * m).sum();
+    if (gram.defined()) return (at::matmul(m, gram) * m).sum().clamp_min(0);  // rounding can dip below 0
     return at::matmul(x.to(at::kFloat), m.t()).pow(2).sum();
   };
   return (squared(delta) / squared(w).clamp_min(1e-30)).item<double>();
@@ -58,9 +61,11 @@ double relative_output_error(const Tensor& original, const Tensor& compressed, c
 
 // Searches AWQ scales for one group and folds them: the group's weights are multiplied by s per input
 // channel and the op that feeds them (RMSNorm weight, or v_proj/up_proj rows) divided by s, so the
-// unquantized layer computes the same function. The group's input sample is divided by s to match.
+// unquantized layer computes the same function. The group's input sample is divided by s to match;
+// s is kept in folded_scales and, for the Linear whose rows were divided, in row_folds[that Linear].
 nlohmann::json fold_awq_scales(DecoderLayer& layer, const std::string& key, const std::vector<std::string>& linears,
-                               Tensor& sample, Tensor& folded_scales, const AwqConfig& config) {
+                               Tensor& sample, Tensor& folded_scales, std::map<std::string, Tensor>& row_folds,
+                               const AwqConfig& config) {
   std::vector<Tensor> weights;
   for (const auto& name : linears) weights.push_back(layer.linear(name));
   auto scaled = awq_search_scales(weights, sample, config);
@@ -75,6 +80,8 @@ nlohmann::json fold_awq_scales(DecoderLayer& layer, const std::string& key, cons
     for (const auto& name : linears) layer.linear(name).mul_(s.view({1, -1}));
     sample = sample / scaled.scales.to(sample.device()).view({1, -1});
     folded_scales = scaled.scales.to(sample.device(), at::kFloat);
+    if (key == "attn_out") row_folds["self_attn.v_proj"] = folded_scales;
+    if (key == "mlp_out") row_folds["mlp.up_proj"] = folded_scales;
   }
   return {{"alpha", scaled.best_alpha}, {"error", scaled.error}, {"error_unscaled", scaled.error_at_1},
           {"folded", foldable}};
@@ -300,7 +307,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
         report.seconds_forward += monotonic_seconds() - t0 - stats_seconds;
       }
       const double solve_start = monotonic_seconds();
-      std::map<std::string, Tensor> samples, scaled_samples, grams, folded_scales;
+      std::map<std::string, Tensor> samples, scaled_samples, grams, folded_scales, row_folds;
       for (size_t g : phase) {
         const auto& group = linear_groups()[g];
         auto& capture = captures[group.key];
@@ -320,7 +327,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
           const auto& group = linear_groups()[g];
           layer_report["awq_" + std::string(group.key)] =
               fold_awq_scales(layer, group.key, group.linears, scaled_samples[group.key], folded_scales[group.key],
-                              awq_config(plan));
+                              row_folds, awq_config(plan));
         }
       }
       for (size_t g : phase) {
@@ -340,7 +347,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
           }
           auto j = stats.to_json();
           j["output_error_sample"] = relative_output_error(originals[name], weight, folded_scales[group.key],
-                                                           samples[group.key], grams[group.key]);
+                                                           row_folds[name], samples[group.key], grams[group.key]);
           layer_report["linears"][name] = j;
           zeros += (weight == 0).sum().item<int64_t>();
           total += weight.numel();

@@ -50,24 +50,24 @@ QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const Gpt
   const auto& Hinv = factor.upper;
   auto Q = at::zeros_like(W), codes = at::zeros_like(W);
   auto losses = at::zeros({rows}, W.options());
-  if (grouped && !static_groups) group_grids.reserve(static_cast<size_t>((columns + group_size - 1) / group_size));
   for (int64_t i1 = 0; i1 < columns; i1 += config.blocksize) {
     const int64_t i2 = std::min(i1 + config.blocksize, columns);
     detail::ObsSweep sweep;
     sweep.block = W.index({Slice(), Slice(i1, i2)}).clone();
     sweep.hinv = Hinv.index({Slice(i1, i2), Slice(i1, i2)});
+    // Grids of the groups that start in this block first, then pointers to them (none is added while
+    // pointers are held). Like the reference, from W as it stood at the start of this block (the block's
+    // own updates live in the sweep): groups that start mid-block see the earlier blocks' updates only.
+    for (int64_t column = i1; grouped && !static_groups && column < i2; ++column)
+      if (column % group_size == 0)
+        group_grids.push_back(
+            detail::find_grid_params(W.narrow(1, column, std::min(group_size, columns - column)), bits, symmetric));
     for (int64_t column = i1; column < i2; ++column) {
       if (static_groups) {
         sweep.grids.push_back(&group_grids[(config.act_order ? perm_host[column] : column) / group_size]);
-        continue;
+      } else {
+        sweep.grids.push_back(grouped ? &group_grids[column / group_size] : &grid);
       }
-      if (grouped && column % group_size == 0) {
-        // Like the reference, from W as it stood at the start of this block (the block's own updates
-        // live in the sweep): groups that start mid-block see the earlier blocks' updates only.
-        group_grids.push_back(
-            detail::find_grid_params(W.narrow(1, column, std::min(group_size, columns - column)), bits, symmetric));
-      }
-      sweep.grids.push_back(grouped ? &group_grids.back() : &grid);
     }
     auto swept = detail::obs_sweep(sweep);
     Q.index_put_({Slice(), Slice(i1, i2)}, swept.values);

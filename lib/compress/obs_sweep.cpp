@@ -26,7 +26,9 @@ void check_sweep(const ObsSweep& sweep) {
     fail("obs_sweep: hinv must be [{}, {}]", count, count);
   if (sweep.mask.defined() && sweep.mask.sizes() != W1.sizes()) fail("obs_sweep: mask must match the block's shape");
   if (sweep.nm_n > 0 && !sweep.mask.defined()) fail("obs_sweep: N:M needs a mask to fill");
-  if (sweep.nm_m > 0 && count % sweep.nm_m != 0) fail("obs_sweep: m = {} must divide the block width {}", sweep.nm_m, count);
+  if (sweep.nm_n < 0 || (sweep.nm_n > 0 && sweep.nm_m <= sweep.nm_n))
+    fail("obs_sweep: N:M with n = {}, m = {} (expected 0 < n < m)", sweep.nm_n, sweep.nm_m);
+  if (sweep.nm_n > 0 && count % sweep.nm_m != 0) fail("obs_sweep: m = {} must divide the block width {}", sweep.nm_m, count);
   if (!sweep.grids.empty() && static_cast<int64_t>(sweep.grids.size()) != count)
     fail("obs_sweep: {} grids for {} columns", sweep.grids.size(), count);
 }
@@ -79,6 +81,7 @@ ObsSweepResult obs_sweep_reference(ObsSweep& sweep) {
 ObsSweepResult obs_sweep_cpu(ObsSweep& sweep) {
   check_sweep(sweep);
   sweep.block = sweep.block.contiguous();
+  if (sweep.mask.defined()) sweep.mask = sweep.mask.to(at::kCPU).contiguous();
   const int64_t rows = sweep.block.size(0), count = sweep.block.size(1);
   auto result = allocate_result(sweep);
   result.losses = at::zeros({rows}, sweep.block.options());
@@ -120,7 +123,13 @@ ObsSweepResult obs_sweep_cpu(ObsSweep& sweep) {
             score[k] = (w[i + k] * w[i + k]) / (dk * dk);
             order[k] = k;
           }
-          std::stable_sort(order.begin(), order.begin() + nm_m, [&](int64_t a, int64_t b) { return score[a] < score[b]; });
+          // Ties go by position; the reference's topk leaves their order unspecified (equal scores are
+          // rare except for weights already zero, where either choice gives the same values). NaN last.
+          std::stable_sort(order.begin(), order.begin() + nm_m, [&](int64_t a, int64_t b) {
+            const bool a_nan = score[a] != score[a], b_nan = score[b] != score[b];
+            if (a_nan || b_nan) return !a_nan && b_nan;
+            return score[a] < score[b];
+          });
           for (int64_t k = 0; k < nm_n; ++k) pruned[i + order[k]] = true;
         }
         const float x = w[i];

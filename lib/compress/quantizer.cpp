@@ -3,6 +3,7 @@
 // ATen reference), and QuantizedWeight decoding.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <ATen/Parallel.h>
 
@@ -81,10 +82,14 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
     for (int64_t g = begin; g < end; ++g) {
       const float* x = src + g * group_size;  // row-major [out, in]: group g of row g / groups is contiguous
       float lo = x[0], hi = x[0];
-      for (int64_t k = 1; k < group_size; ++k) {
+      bool has_nan = false;
+      for (int64_t k = 0; k < group_size; ++k) {
+        has_nan = has_nan || x[k] != x[k];
         lo = std::min(lo, x[k]);
         hi = std::max(hi, x[k]);
       }
+      // NaN propagates as through amin/amax, and from there through every step below as in the reference.
+      if (has_nan) lo = hi = std::numeric_limits<float>::quiet_NaN();
       float xmin = std::min(lo, 0.0f), xmax = std::max(hi, 0.0f);
       if (symmetric) {
         xmax = std::max(std::fabs(xmin), xmax);
@@ -100,7 +105,7 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
       zero_out[g] = zero;
       for (int64_t k = 0; k < group_size; ++k) {
         const float code = std::min(std::max(round_half_even(x[k] / scale) + zero, 0.0f), maxq);
-        code_out[g * group_size + k] = static_cast<uint8_t>(code);
+        code_out[g * group_size + k] = code == code ? static_cast<uint8_t>(code) : 0;  // NaN: no defined code
         dst[g * group_size + k] = scale * (code - zero);
       }
     }

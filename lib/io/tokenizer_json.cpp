@@ -18,11 +18,11 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-// Whether a JSON component (possibly a Sequence) contains a component of `type`.
 // An optional field of an object, with its default when absent or null; present with another type, it is
 // an error naming the field (nlohmann's value() would throw its own type_error, found by fuzzing).
 template <typename T>
 T optional_field(const nlohmann::json& object, const char* key, T fallback, const std::string& path, const char* where) {
+  static_assert(std::is_same<T, bool>::value || std::is_same<T, std::string>::value, "bool or string fields only");
   if (!object.is_object() || !object.contains(key) || object[key].is_null()) return fallback;
   const auto& field = object[key];
   const bool matches = std::is_same<T, bool>::value ? field.is_boolean() : field.is_string();
@@ -31,6 +31,7 @@ T optional_field(const nlohmann::json& object, const char* key, T fallback, cons
   return field.get<T>();
 }
 
+// Whether a JSON component (possibly a Sequence) contains a component of `type`.
 const nlohmann::json* find_component(const nlohmann::json& j, const std::string& type) {
   if (!j.is_object()) return nullptr;
   if (j.contains("type") && j["type"].is_string() && j["type"].get<std::string>() == type) return &j;

@@ -194,7 +194,7 @@ struct CompressionPlan {
   int64_t forward_batch = 8;        // calibration windows per layer forward
   // dtype of the calibration forward passes (layer inputs, captured activations); statistics and
   // solves stay fp32. Unset: the model's dtype. bf16 on an fp32 model is how the references run
-  // (their forward is fp16 on GPU) and ~4x faster on CPUs with bf16 GEMMs (docs/performance.md).
+  // (their forward is fp16 on GPU); 1.8x faster forward passes here (docs/performance.md).
   c10::optional<at::ScalarType> calibration_dtype;
   bool awq_scale_only = false;      // AWQ: search and fold scales, leave weights unquantized (analysis)
   bool preserve_zeros = false;      // quantizing a pruned model: weights that are zero stay zero
