@@ -262,10 +262,13 @@ class LayerCapture:
             h.remove()
 
 
-def relative_output_error(original, x, compressed, x_seen):
-    """driver.cpp relative_output_error: ||W x - W' x'||^2 / ||W x||^2 on the token sample."""
+def relative_output_error(original, x, compressed, x_seen, row_fold=None):
+    """driver.cpp relative_output_error: ||W x - W' x'||^2 / ||W x||^2 on the token sample; where AWQ divided
+    W's rows by the next group's scales, W is the folded W / row_fold (the error measures quantization)."""
     if x is None or x.shape[0] == 0:
         return -1.0
+    if row_fold is not None:
+        original = original / row_fold.view(-1, 1)
     reference = x.matmul(original.t())
     diff = reference - x_seen.matmul(compressed.t())
     return (diff.pow(2).sum() / reference.pow(2).sum().clamp(min=1e-30)).item()
@@ -287,6 +290,7 @@ def solve_layer(layer, capture, args):
     originals = {name: layer.linear(name).weight.detach().clone() for name in LINEAR_NAMES} if args.errors else {}
     samples = {key: (capture.sample(key) if capture else None) for key, _ in GROUPS}
     seen = dict(samples)
+    row_folds = {}
     if method == "awq":
         attn = layer.self_attn
         for key, names in GROUPS:
@@ -302,8 +306,10 @@ def solve_layer(layer, capture, args):
                 layer.post_attention_layernorm.weight.div_(scales)
             elif key == "attn_out":
                 attn.v_proj.weight.div_(scales.view(-1, 1))
+                row_folds["self_attn.v_proj"] = scales
             else:
                 layer.mlp.up_proj.weight.div_(scales.view(-1, 1))
+                row_folds["mlp.up_proj"] = scales
             for w in weights:
                 w.mul_(scales.view(1, -1))
             seen[key] = samples[key] / scales.view(1, -1)
@@ -330,7 +336,7 @@ def solve_layer(layer, capture, args):
                     new = compress_twin.awq_quantize(w, awq_clip_rows(w, seen[key], args), args.bits, args.group_size)
             w.copy_(new)
             if args.errors:  # KICK: compression.json's output_error_sample
-                errors[name] = relative_output_error(originals[name], samples[key], w, seen[key])
+                errors[name] = relative_output_error(originals[name], samples[key], w, seen[key], row_folds.get(name))
     return errors
 
 
