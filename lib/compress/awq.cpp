@@ -46,12 +46,6 @@ Tensor fake_quantize_rows(const Tensor& rows, const QuantizerConfig& quant) {
   return detail::codes_to_values(detail::quantize_to_codes(rows, grid), grid);
 }
 
-// sum over tokens and outputs of (x delta^T)^2, through the Gram matrix when one is given.
-double squared_output_error(const Tensor& delta, const Tensor& x, const Tensor& gram) {
-  if (gram.defined()) return (at::matmul(delta, gram) * delta).sum().clamp_min(0).item<double>();  // rounding can dip below 0
-  return at::matmul(x, delta.t()).pow(2).sum().item<double>();
-}
-
 }  // namespace
 
 AwqScaleResult awq_search_scales(const std::vector<Tensor>& weights, const Tensor& x_sample, const AwqConfig& config) {
@@ -88,7 +82,7 @@ AwqScaleResult awq_search_scales(const std::vector<Tensor>& weights, const Tenso
       auto scaled = fp32[k] * s.view({1, -1});
       const int64_t rows = scaled.size(0), group = config.quant.group_size > 0 ? config.quant.group_size : in;
       auto quantized = fake_quantize_rows(scaled.reshape({-1, group}), config.quant).reshape({rows, in}) / s.view({1, -1});
-      squared += squared_output_error(fp32[k] - quantized, x, gram);
+      squared += detail::squared_output_norm(fp32[k] - quantized, x, gram);
       count += tokens * static_cast<double>(rows);
     }
     const double loss = squared / count;

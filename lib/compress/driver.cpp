@@ -6,7 +6,7 @@
 #include <map>
 #include <set>
 
-#include "kick/compress.hpp"
+#include "internal.hpp"
 #include "kick/model.hpp"
 
 namespace kick::compress {
@@ -51,12 +51,8 @@ double relative_output_error(const Tensor& original, const Tensor& compressed, c
   if (row_scales.defined()) w = w / row_scales.view({-1, 1});
   auto seen = compressed.to(at::kFloat);
   if (input_scales.defined()) seen = seen / input_scales.view({1, -1});
-  auto delta = w - seen;
-  auto squared = [&](const Tensor& m) {
-    if (gram.defined()) return (at::matmul(m, gram) * m).sum().clamp_min(0);  // rounding can dip below 0
-    return at::matmul(x.to(at::kFloat), m.t()).pow(2).sum();
-  };
-  return (squared(delta) / squared(w).clamp_min(1e-30)).item<double>();
+  const auto xf = x.to(at::kFloat);
+  return detail::squared_output_norm(w - seen, xf, gram) / std::max(detail::squared_output_norm(w, xf, gram), 1e-30);
 }
 
 // Searches AWQ scales for one group and folds them: the group's weights are multiplied by s per input

@@ -33,6 +33,11 @@ double fraction_zero(const Tensor& tensor) {
   return (tensor == 0).sum().item<double>() / static_cast<double>(tensor.numel());
 }
 
+double squared_output_norm(const Tensor& m, const Tensor& x, const Tensor& gram) {
+  if (gram.defined()) return (at::matmul(m, gram) * m).sum().clamp_min(0).item<double>();  // rounding can dip below 0
+  return at::matmul(x, m.t()).pow(2).sum().item<double>();
+}
+
 double relative_weight_error(const Tensor& original, const Tensor& changed) {
   auto w = original.to(at::kFloat);
   double reference = w.pow(2).sum().item<double>();

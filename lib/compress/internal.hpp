@@ -2,6 +2,7 @@
 // interface): argument checks, the min/max quantizer grid, and the damped inverse-Hessian factor.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 
 #include "kick/compress.hpp"
@@ -34,6 +35,11 @@ GridParams find_grid_params(const Tensor& rows_by_cols, int bits, bool symmetric
 Tensor quantize_to_codes(const Tensor& x, const GridParams& grid);
 // scale * (codes - zero): the value the reference's quantize() returns.
 Tensor codes_to_values(const Tensor& codes, const GridParams& grid);
+// One element of each, in the same order of operations, for the CPU kernels (built without contraction).
+inline float quantize_to_code(float x, float scale, float zero, float maxq) {
+  return std::min(std::max(round_half_even(x / scale) + zero, 0.0f), maxq);
+}
+inline float code_to_value(float code, float scale, float zero) { return scale * (code - zero); }
 // Group-wise RTN of an fp32 [out, in] matrix: returns the dequantized values and fills `packed`.
 // rtn_groups dispatches to rtn_groups_cpu (one fused pass, fp32 CPU) or rtn_groups_reference (ATen ops,
 // any device); both give the same bits.
@@ -81,5 +87,8 @@ Tensor lowest_k_by_sort(const Tensor& scores, int64_t k);
 double fraction_zero(const Tensor& tensor);
 // ||a - b||^2 / ||a||^2 (0 when a is all zero).
 double relative_weight_error(const Tensor& original, const Tensor& changed);
+// ||x m^T||^2 (summed over tokens and outputs) for a weight difference or weight m [out, in] and inputs
+// x [tokens, in]; through gram = x^T x [in, in] when that is given (the same sum, other rounding).
+double squared_output_norm(const Tensor& m, const Tensor& x, const Tensor& gram);
 
 }  // namespace kick::compress::detail

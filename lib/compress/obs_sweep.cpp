@@ -136,9 +136,9 @@ ObsSweepResult obs_sweep_cpu(ObsSweep& sweep) {
         float q = (pruned && pruned[i]) ? 0.0f : x;
         if (codes) {
           const float scale = scale_of[i][r], zero = zero_of[i][r];
-          const float code = std::min(std::max(round_half_even(q / scale) + zero, 0.0f), maxq);
+          const float code = quantize_to_code(q, scale, zero, maxq);
           codes[r * count + i] = code;
-          q = scale * (code - zero);
+          q = code_to_value(code, scale, zero);
         }
         values[r * count + i] = q;
         const float diff = x - q;

@@ -104,9 +104,9 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
       scale_out[g] = scale;
       zero_out[g] = zero;
       for (int64_t k = 0; k < group_size; ++k) {
-        const float code = std::min(std::max(round_half_even(x[k] / scale) + zero, 0.0f), maxq);
+        const float code = quantize_to_code(x[k], scale, zero, maxq);
         code_out[g * group_size + k] = code == code ? static_cast<uint8_t>(code) : 0;  // NaN: no defined code
-        dst[g * group_size + k] = scale * (code - zero);
+        dst[g * group_size + k] = code_to_value(code, scale, zero);
       }
     }
   });

@@ -204,24 +204,28 @@ Tensor DecoderLayer::attention(const Tensor& normed, const AttentionInputs& attn
 
 Tensor DecoderLayer::forward(const Tensor& hidden, const AttentionInputs& attn, KVCache* cache,
                              const LinearInputHook& hook) const {
-  auto h = hidden + attention(rms_norm(hidden, input_norm, eps_), attn, cache, hook);
-  auto normed = rms_norm(h, post_attention_norm, eps_);
+  Tensor h;
+  auto act = down_proj_input(hidden, attn, cache, hook, &h);
+  return h + project(act, down_proj);
+}
+
+Tensor DecoderLayer::down_proj_input(const Tensor& hidden, const AttentionInputs& attn, KVCache* cache,
+                                     const LinearInputHook& hook, Tensor* residual) const {
+  *residual = hidden + attention(rms_norm(hidden, input_norm, eps_), attn, cache, hook);
+  auto normed = rms_norm(*residual, post_attention_norm, eps_);
   if (hook) {
     hook(index_, "mlp.gate_proj", normed);
     hook(index_, "mlp.up_proj", normed);
   }
   auto act = at::silu(project(normed, gate_proj)) * project(normed, up_proj);
   if (hook) hook(index_, "mlp.down_proj", act);
-  return h + project(act, down_proj);
+  return act;
 }
 
 void DecoderLayer::feed_linear_inputs(const Tensor& hidden, const AttentionInputs& attn,
                                       const LinearInputHook& hook) const {
-  auto h = hidden + attention(rms_norm(hidden, input_norm, eps_), attn, nullptr, hook);
-  auto normed = rms_norm(h, post_attention_norm, eps_);
-  hook(index_, "mlp.gate_proj", normed);
-  hook(index_, "mlp.up_proj", normed);
-  hook(index_, "mlp.down_proj", at::silu(project(normed, gate_proj)) * project(normed, up_proj));
+  Tensor residual;
+  down_proj_input(hidden, attn, nullptr, hook, &residual);
 }
 
 DecoderLayer DecoderLayer::to(at::ScalarType dtype) const {

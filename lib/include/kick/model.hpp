@@ -72,6 +72,9 @@ class DecoderLayer {
  private:
   Tensor attention(const Tensor& normed, const AttentionInputs& attention, KVCache* cache,
                    const LinearInputHook& hook) const;
+  // Everything before down_proj: returns its input and sets *residual to the stream it is added to.
+  Tensor down_proj_input(const Tensor& hidden, const AttentionInputs& attention, KVCache* cache,
+                         const LinearInputHook& hook, Tensor* residual) const;
   int64_t index_;
   int64_t num_heads_, num_kv_heads_, head_dim_;
   double eps_;
