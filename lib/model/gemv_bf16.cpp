@@ -2,42 +2,32 @@
 // x [K] in bf16, accumulated in fp32. Decoding one token reads every weight once, so its speed is memory bandwidth;
 // LibTorch 1.13's own bf16 GEMV is a scalar loop that reaches a fraction of it, and rounds its partial sums to
 // bf16 (docs/performance.md). The naive reference the tests compare against is at::mv in fp32 on the same values.
-#include <cstring>
-
 #include <ATen/Parallel.h>
 
+#include "cpu_elements.hpp"
 #include "kick/model.hpp"
 
 namespace kick {
 
 namespace {
 
-constexpr int64_t kLanes = 16;  // fp32 lanes of one AVX-512 register; two AVX2 registers
-
-inline float bf16_bits_to_float(uint16_t bits) {
-  const uint32_t widened = static_cast<uint32_t>(bits) << 16;
-  float out;
-  std::memcpy(&out, &widened, sizeof out);
-  return out;
-}
+using cpu::kLanes;
+using cpu::load;
 
 // Rows [begin, end) of y = W x. x is already fp32. The fixed-width lane loop lets the compiler vectorize without
 // reassociating a single sum (each lane is its own accumulator); the clones pick AVX-512 or AVX2 at load time
 // while the library stays built for the baseline x86-64.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void gemv_rows(const uint16_t* weight, const float* x, uint16_t* y, int64_t k, int64_t begin, int64_t end) {
+KICK_CLONES_EXACT void gemv_rows(const uint16_t* weight, const float* x, uint16_t* y, int64_t k, int64_t begin, int64_t end) {
   const int64_t body = k - k % kLanes;
   for (int64_t row = begin; row < end; ++row) {
     const uint16_t* w = weight + row * k;
     float lanes[kLanes] = {};
     for (int64_t i = 0; i < body; i += kLanes) {
-      for (int64_t j = 0; j < kLanes; ++j) lanes[j] += bf16_bits_to_float(w[i + j]) * x[i + j];
+      for (int64_t j = 0; j < kLanes; ++j) lanes[j] += load(w, i + j) * x[i + j];
     }
     float sum = 0;
     for (int64_t j = 0; j < kLanes; ++j) sum += lanes[j];
-    for (int64_t i = body; i < k; ++i) sum += bf16_bits_to_float(w[i]) * x[i];
+    for (int64_t i = body; i < k; ++i) sum += load(w, i) * x[i];
     y[row] = c10::BFloat16(sum).x;  // round to nearest even, as a bf16 result of at::mv
   }
 }

@@ -422,3 +422,58 @@ TEST_CASE("SmolLM2-135M-Instruct logits and greedy answer match llama.cpp", "[mo
   CHECK(out.finish_reason == "eos");
   CHECK(out.text == "The capital of France is Paris.");
 }
+
+TEST_CASE("fused element-wise kernels equal their ATen references", "[model][fused]") {
+  at::manual_seed(11);
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    INFO("dtype " << c10::toString(dtype));
+    const double tolerance = dtype == at::kFloat ? 2e-6 : 1e-2;
+    SECTION("rms_norm") {
+      for (int64_t h : {576, 37, 16}) {
+        auto x = (at::randn({3, 5, h}) * 3).to(dtype);
+        for (auto wdtype : {at::kFloat, at::kBFloat16}) {
+          auto w = at::randn({h}).to(wdtype);
+          auto got = rms_norm(x, w, 1e-5), expected = rms_norm_reference(x, w, 1e-5);
+          REQUIRE(got.scalar_type() == dtype);
+          CHECK(at::allclose(got.to(at::kFloat), expected.to(at::kFloat), tolerance, tolerance));
+        }
+      }
+    }
+    SECTION("rotary is bitwise equal") {
+      const int64_t b = 2, t = 7, heads = 3, d = 64;
+      auto x = at::randn({b, t, heads, d}).to(dtype);
+      auto angles = at::rand({b, t, d / 2}) * 50;
+      auto emb = at::cat({angles, angles}, -1);
+      auto cos = emb.cos(), sin = emb.sin();
+      auto expected = apply_rotary_reference(x.transpose(1, 2), cos, sin).transpose(1, 2);
+      auto got = x.clone();
+      apply_rotary_(got, cos, sin);
+      CHECK(at::equal(got, expected));
+    }
+    SECTION("silu_mul") {
+      auto gate = (at::randn({4, 1000}) * 6).to(dtype), up = at::randn({4, 1000}).to(dtype);
+      gate[0][0] = -200.0;  // exp overflows: silu is -0
+      gate[0][1] = 200.0;
+      auto got = silu_mul(gate, up), expected = silu_mul_reference(gate, up);
+      CHECK(at::allclose(got.to(at::kFloat), expected.to(at::kFloat), tolerance, tolerance));
+    }
+    SECTION("softmax, plain and causal") {
+      for (int64_t n : {1, 15, 16, 100, 1500}) {
+        auto scores = (at::randn({2, 3, 8, n}) * 4).to(dtype);
+        auto expected = at::softmax(scores.to(at::kFloat), -1);
+        auto got = scores.clone();
+        softmax_cpu_(got, 0);
+        CHECK((got.to(at::kFloat) - expected).abs().max().item<double>() < (dtype == at::kFloat ? 1e-6 : 4e-3));
+        const int64_t m = std::min<int64_t>(n, 4);
+        auto future = at::ones({m, m}, at::kBool).triu(1);
+        auto masked = scores.to(at::kFloat).view({2, 3, 8 / m, m, n}).clone();
+        masked.narrow(4, n - m, m).masked_fill_(future, -std::numeric_limits<float>::infinity());
+        auto expected_causal = at::softmax(masked, -1).view({2, 3, 8, n});
+        auto got_causal = scores.clone();
+        softmax_cpu_(got_causal, m);
+        CHECK((got_causal.to(at::kFloat) - expected_causal).abs().max().item<double>() < (dtype == at::kFloat ? 1e-6 : 4e-3));
+        CHECK(at::equal(got_causal.to(at::kFloat) == 0, expected_causal == 0));
+      }
+    }
+  }
+}

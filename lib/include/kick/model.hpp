@@ -44,6 +44,14 @@ using LinearInputHook = std::function<void(int64_t layer, const std::string& lin
 // processed query_block rows at a time against only the keys they may see. Returns [B, heads, T, d].
 Tensor grouped_causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
                                 int64_t num_kv_heads, int64_t query_block);
+// Its two forms, which it picks between (exposed for tests): on CPU for prompts of 16 queries or more, one
+// task per (batch row, kv head, query tile) with the tile's scores kept in cache; elsewhere one batched product
+// per query block.
+bool tiled_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v);
+Tensor grouped_causal_attention_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
+                                      int64_t num_kv_heads);
+Tensor grouped_causal_attention_batched(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
+                                        int64_t num_kv_heads, int64_t query_block);
 
 // y = W x for one decoding step in bf16 on CPU (W [N, K] contiguous, x K values), fp32 accumulation, vectorized
 // and threaded; the naive reference is at::mv. gemv_bf16_applies says whether the inputs qualify.
@@ -151,8 +159,23 @@ class Model {
   Tensor inv_freq_;  // [head_dim / 2] fp32
 };
 
-// RMSNorm in fp32, returned in x's dtype.
+// The decoder's element-wise chains (lib/model/fused_cpu.cpp): one pass each for contiguous fp32/bf16 CPU tensors,
+// else their ATen references (the *_reference functions, kept for tests).
+// RMSNorm in fp32 over the last dimension, returned in x's dtype.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+Tensor rms_norm_reference(const Tensor& x, const Tensor& weight, double eps);
+// Rotary embedding (HF rotate-half layout) in place. x: [B, T, heads, d]; cos/sin: [B, T, d] fp32, rounded to x's
+// dtype before use as HF does. Bitwise equal to the reference, which takes x as [B, heads, T, d].
+void apply_rotary_(Tensor& x, const Tensor& cos, const Tensor& sin);
+Tensor apply_rotary_reference(const Tensor& x, const Tensor& cos, const Tensor& sin);
+// silu(gate) * up, rounded after each step as the two ATen ops are.
+Tensor silu_mul(const Tensor& gate, const Tensor& up);
+Tensor silu_mul_reference(const Tensor& gate, const Tensor& up);
+// Softmax over the last dimension in place (contiguous fp32/bf16 CPU, see softmax_cpu_applies). causal_rows = m > 0
+// treats each run of m rows as a causal query block over the last m keys: row r sees n - m + (r % m) + 1 keys and
+// gets exactly 0 after them. The reference is masked_fill(-inf) then at::softmax.
+bool softmax_cpu_applies(const Tensor& scores);
+void softmax_cpu_(Tensor& scores, int64_t causal_rows);
 
 // --- generation ---
 struct SamplingOptions {
