@@ -44,6 +44,10 @@ Tensor project(const Tensor& x, const Tensor& weight) {
 // keys, and each block skips the keys after its last row.
 constexpr int64_t kAttentionQueryBlock = 128;
 
+// Up to this many rows, Model::head of a bf16 model on CPU computes fp32 logits (linear_bf16_fp32: one pass over
+// the head matrix for all rows, which beats the bf16 GEMM's rounding at no cost for a batch's last tokens).
+constexpr int64_t kFp32HeadMaxRows = 64;
+
 }  // namespace
 
 // softmax(q k^T / sqrt(d) + mask) v with grouped-query heads, causal. q: [B, heads, T, d]; k, v:
@@ -80,13 +84,13 @@ bool tiled_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v) 
 // block in a bf16 MMLU batch of 8 x 300 tokens after a 1,200-token prefix); the tiled form was 7% faster on
 // whole MMLU batches.
 Tensor grouped_causal_attention_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
-                                      int64_t num_kv_heads) {
+                                      int64_t num_kv_heads, int64_t tile_rows) {
   const int64_t b = q.size(0), heads = q.size(1), t = q.size(2), d = q.size(3);
   const int64_t s = k.size(2), past = s - t, group = heads / num_kv_heads;
   const auto q_grouped = (q * (1.0 / std::sqrt(static_cast<double>(d)))).view({b, num_kv_heads, group, t, d});
   auto out = at::empty({b, num_kv_heads, group, t, d}, q.options());
   const int64_t score_row_bytes = group * s * static_cast<int64_t>(q.element_size());
-  const int64_t tile_rows = std::clamp<int64_t>(kTileScoreBytes / std::max<int64_t>(1, score_row_bytes), 8, t);
+  if (tile_rows <= 0) tile_rows = std::clamp<int64_t>(kTileScoreBytes / std::max<int64_t>(1, score_row_bytes), 8, t);
   const int64_t blocks = (t + tile_rows - 1) / tile_rows;
   at::parallel_for(0, b * num_kv_heads * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
@@ -335,6 +339,13 @@ Tensor Model::embed(const Tensor& token_ids) const {
 }
 
 Tensor Model::head(const Tensor& hidden) const {
+  // A few rows of a bf16 model on CPU (a batch's scored positions, a decoding step) get fp32 logits from the fp32
+  // normed state: bf16 logits of 10 to 20 are rounded to steps of 1/16 to 1/8, which tied the top two MMLU letters
+  // in 20 of 96 questions (docs/footguns.md). Many rows (perplexity's chunks) stay with the bf16 GEMM.
+  const int64_t rows = hidden.numel() / std::max<int64_t>(1, hidden.size(-1));
+  if (rows <= kFp32HeadMaxRows && linear_bf16_fp32_applies(hidden, lm_head_)) {
+    return linear_bf16_fp32(rms_norm(hidden.to(at::kFloat), final_norm_, config_.rms_norm_eps), lm_head_);
+  }
   return project(rms_norm(hidden, final_norm_, config_.rms_norm_eps), lm_head_).to(at::kFloat);
 }
 

@@ -44,12 +44,12 @@ using LinearInputHook = std::function<void(int64_t layer, const std::string& lin
 // processed query_block rows at a time against only the keys they may see. Returns [B, heads, T, d].
 Tensor grouped_causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
                                 int64_t num_kv_heads, int64_t query_block);
-// Its two forms, which it picks between (exposed for tests): on CPU for prompts of 16 queries or more, one
-// task per (batch row, kv head, query tile) with the tile's scores kept in cache; elsewhere one batched product
-// per query block.
+// Its two forms, which it picks between (exposed for tests): on CPU for fp32/bf16 prompts of 16 queries or more,
+// one single-threaded task per (batch row, kv head, query tile of tile_rows rows; 0 = about 2 MB of scores);
+// elsewhere one batched product per query block.
 bool tiled_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v);
 Tensor grouped_causal_attention_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
-                                      int64_t num_kv_heads);
+                                      int64_t num_kv_heads, int64_t tile_rows = 0);
 Tensor grouped_causal_attention_batched(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive_mask,
                                         int64_t num_kv_heads, int64_t query_block);
 
@@ -57,6 +57,11 @@ Tensor grouped_causal_attention_batched(const Tensor& q, const Tensor& k, const 
 // and threaded; the naive reference is at::mv. gemv_bf16_applies says whether the inputs qualify.
 bool gemv_bf16_applies(const Tensor& weight, const Tensor& x);
 Tensor gemv_bf16(const Tensor& weight, const Tensor& x);
+// x [..., K] (any float dtype, read as fp32) times a bf16 CPU matrix W [N, K]^T, accumulated and returned in fp32
+// [..., N]: a few rows' logits without rounding them to bf16. One pass over W for all rows, so it is meant for a
+// handful of rows; the naive reference is at::linear in fp32 on the same values.
+bool linear_bf16_fp32_applies(const Tensor& x, const Tensor& weight);
+Tensor linear_bf16_fp32(const Tensor& x, const Tensor& weight);
 
 class DecoderLayer {
  public:
