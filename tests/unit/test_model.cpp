@@ -503,6 +503,17 @@ TEST_CASE("fused element-wise kernels equal their ATen references", "[model][fus
         CHECK((got_causal.to(at::kFloat) - expected_causal).abs().max().item<double>() < (dtype == at::kFloat ? 1e-6 : 4e-3));
         CHECK(at::equal(got_causal.to(at::kFloat) == 0, expected_causal == 0));
       }
+      // A NaN poisons its own row only, as in ATen; -inf scores (an additive mask) give exactly 0.
+      auto special = at::randn({3, 40}).to(dtype);
+      special[0][5] = std::numeric_limits<float>::quiet_NaN();
+      special[1].narrow(0, 0, 20).fill_(-std::numeric_limits<float>::infinity());
+      auto expected_special = at::softmax(special.to(at::kFloat), -1);
+      softmax_cpu_(special, 0);
+      auto got_special = special.to(at::kFloat);
+      CHECK(at::isnan(got_special[0]).all().item<bool>());
+      CHECK(at::isnan(expected_special[0]).all().item<bool>());
+      CHECK((got_special[1].narrow(0, 0, 20) == 0).all().item<bool>());
+      CHECK((got_special.narrow(0, 1, 2) - expected_special.narrow(0, 1, 2)).abs().max().item<double>() < 4e-3);
     }
   }
 }
