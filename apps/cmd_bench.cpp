@@ -35,13 +35,16 @@ double measure_gemm_gflops(int64_t n, at::ScalarType dtype, const at::Device& de
 
 // FLOPs of one token through the model at a given attention context: 2 x every Linear's parameters
 // (the head included) plus QK^T and PV over `context` keys in every layer.
-double flops_per_token(const ModelConfig& c, double context) {
+// FLOPs per token at a mean attention context: the layers' Linears and attention for every token, the head for
+// head_share of the tokens (1 when decoding; 1 / prompt length for a prefill, which computes the logits of the
+// last position only, in kick and in llama.cpp alike).
+double flops_per_token(const ModelConfig& c, double context, double head_share) {
   const double linear = double(c.hidden_size) * double(c.num_heads * c.head_dim) * 2 +
                         double(c.hidden_size) * double(c.num_kv_heads * c.head_dim) * 2 +
                         double(c.hidden_size) * double(c.intermediate_size) * 3;
   const double head = double(c.hidden_size) * double(c.vocab_size);
   const double attention = 4.0 * double(c.num_heads * c.head_dim) * context;
-  return 2.0 * (linear * double(c.num_layers) + head) + attention * double(c.num_layers);
+  return 2.0 * (linear * double(c.num_layers) + head * head_share) + attention * double(c.num_layers);
 }
 
 void register_bench_mmlu(CLI::App& bench) {
@@ -226,8 +229,8 @@ void register_bench(CLI::App& app) {
       const auto& c = model.config();
       const double prefill_tps = double(args->prompt_tokens) / prefill_best;
       const double decode_tps = double(args->decode_tokens) / decode_best;
-      const double prefill_flops = flops_per_token(c, double(args->prompt_tokens + 1) / 2.0);
-      const double decode_flops = flops_per_token(c, double(args->prompt_tokens) + double(args->decode_tokens) / 2.0);
+      const double prefill_flops = flops_per_token(c, double(args->prompt_tokens + 1) / 2.0, 1.0 / double(args->prompt_tokens));
+      const double decode_flops = flops_per_token(c, double(args->prompt_tokens) + double(args->decode_tokens) / 2.0, 1.0);
       const double prefill_limit = gflops * 1e9 / prefill_flops;
       const double decode_limit = gflops * 1e9 / decode_flops;
       std::printf("%-5s %14.1f %12.1f %12.1f %10.3f %12.1f %10.3f\n", dtype.c_str(), gflops, prefill_tps,
@@ -246,7 +249,8 @@ void register_bench(CLI::App& app) {
                                 {"flops_per_token_prefill", prefill_flops},
                                 {"flops_per_token_decode", decode_flops}});
     }
-    std::printf("limit = GEMM GFLOP/s / FLOPs per token (2 x linear params incl. head + attention at the measured context)\n");
+    std::printf("limit = GEMM GFLOP/s / FLOPs per token (2 x linear params + attention at the measured context; the head once per\n"
+                "prompt in prefill, once per token in decode)\n");
     if (!args->json_out.empty()) write_file_atomically(args->json_out, report.dump(2) + "\n");
   });
   register_bench_mmlu(*bench);
