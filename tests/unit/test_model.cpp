@@ -518,6 +518,24 @@ TEST_CASE("fused element-wise kernels equal their ATen references", "[model][fus
   }
 }
 
+TEST_CASE("dtypes the fused kernels do not take go to their ATen references", "[model][fused]") {
+  // fp16 on CPU here (LibTorch 1.13 has no CPU Half matmul or SiLU, so only the norm and rotary can run); CUDA
+  // tensors take the same branch. Mixed dtypes go to the reference too.
+  at::manual_seed(13);
+  auto x = at::randn({2, 5, 3, 64}).to(at::kHalf), w = at::randn({64}).to(at::kHalf);
+  CHECK(at::equal(rms_norm(x, w, 1e-5), rms_norm_reference(x, w, 1e-5)));
+  auto gate = at::randn({4, 32}).to(at::kBFloat16), up = at::randn({4, 32});
+  CHECK(at::equal(silu_mul(gate, up), silu_mul_reference(gate, up)));
+  auto angles = at::rand({2, 5, 32});
+  auto emb = at::cat({angles, angles}, -1);
+  auto rotated = x.clone();
+  apply_rotary_(rotated, emb.cos(), emb.sin());
+  CHECK(at::equal(rotated, apply_rotary_reference(x.transpose(1, 2), emb.cos(), emb.sin()).transpose(1, 2)));
+  CHECK_FALSE(softmax_cpu_applies(at::randn({2, 8}).to(at::kHalf)));
+  CHECK_FALSE(tiled_attention_applies(at::randn({1, 3, 20, 8}).to(at::kHalf), at::randn({1, 1, 20, 8}).to(at::kHalf),
+                                      at::randn({1, 1, 20, 8}).to(at::kHalf)));
+}
+
 TEST_CASE("tiled attention equals the batched form, with a past and with a padding mask", "[model][fused]") {
   at::manual_seed(5);
   const int64_t b = 3, heads = 6, kv = 2, t = 45, past = 20, d = 16;
