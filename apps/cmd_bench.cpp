@@ -33,9 +33,8 @@ double measure_gemm_gflops(int64_t n, at::ScalarType dtype, const at::Device& de
   return 2.0 * double(n) * double(n) * double(n) / best / 1e9;
 }
 
-// FLOPs of one token through the model at a given attention context: 2 x every Linear's parameters
-// (the head included) plus QK^T and PV over `context` keys in every layer.
-// FLOPs per token at a mean attention context: the layers' Linears and attention for every token, the head for
+// FLOPs per token at a mean attention context (2 x the parameters of each Linear, QK^T and PV over `context` keys
+// in every layer): the layers' Linears and attention for every token, the head for
 // head_share of the tokens (1 when decoding; 1 / prompt length for a prefill, which computes the logits of the
 // last position only, in kick and in llama.cpp alike).
 double flops_per_token(const ModelConfig& c, double context, double head_share) {

@@ -58,7 +58,9 @@ inline int64_t grain_for(int64_t elements_per_item) {
 }  // namespace kick::cpu
 
 // Vectorized clones of a kernel, picked at load time while the library stays built for baseline x86-64.
-// KICK_CLONES_EXACT leaves out FMA (kernels that must round like their ATen references); KICK_CLONES_FMA allows it.
+// KICK_CLONES_EXACT: AVX-512F / AVX2 clones. GCC may still contract a * b + c into an FMA under avx512f, so the
+// files whose kernels must round like their ATen references are also built with -ffp-contract=off (lib/CMakeLists).
+// KICK_CLONES_FMA: x86-64-v4 / v3 clones, which have FMA, for kernels checked against their references by tolerance.
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define KICK_CLONES_EXACT __attribute__((target_clones("avx512f", "avx2", "default")))
 #define KICK_CLONES_FMA __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))

@@ -90,7 +90,13 @@ Tensor grouped_causal_attention_tiled(const Tensor& q, const Tensor& k, const Te
   const auto q_grouped = (q * (1.0 / std::sqrt(static_cast<double>(d)))).view({b, num_kv_heads, group, t, d});
   auto out = at::empty({b, num_kv_heads, group, t, d}, q.options());
   const int64_t score_row_bytes = group * s * static_cast<int64_t>(q.element_size());
-  if (tile_rows <= 0) tile_rows = std::clamp<int64_t>(kTileScoreBytes / std::max<int64_t>(1, score_row_bytes), 8, t);
+  if (tile_rows <= 0) {
+    tile_rows = std::clamp<int64_t>(kTileScoreBytes / std::max<int64_t>(1, score_row_bytes), std::min<int64_t>(8, t), t);
+    // At least 4 tasks per thread, so that one sequence with few kv heads (SmolLM2: 3) still fills every core.
+    const int64_t tasks_wanted = 4 * static_cast<int64_t>(at::get_num_threads());
+    const int64_t rows_for_tasks = (b * num_kv_heads * t + tasks_wanted - 1) / tasks_wanted;
+    tile_rows = std::max<int64_t>(std::min<int64_t>(8, t), std::min(tile_rows, rows_for_tasks));
+  }
   const int64_t blocks = (t + tile_rows - 1) / tile_rows;
   at::parallel_for(0, b * num_kv_heads * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
@@ -114,11 +120,11 @@ Tensor grouped_causal_attention_batched(const Tensor& q, const Tensor& k, const 
   const int64_t s = k.size(2), past = s - t, group = heads / num_kv_heads;
   auto q_grouped = (q * (1.0 / std::sqrt(static_cast<double>(d)))).view({b, num_kv_heads, group, t, d});
   auto out = at::empty({b, num_kv_heads, group, t, d}, q.options());
-  // The scores leave the matmul already rounded to the model's dtype. Converting them to fp32 for the softmax
-  // and back costs two passes over the largest tensor of a long prompt and changes nothing beyond the final
-  // rounding: bf16 softmax accumulates in fp32 on CPU (4x faster than the round trip, within one bf16 ulp).
-  // Half on CPU has no softmax kernel in LibTorch 1.13, so it still goes through fp32. The additive mask holds
-  // only 0 and -inf, exact in any dtype.
+  // fp32/bf16 on CPU: kick's softmax kernel, in place, with the causal square applied inside. Elsewhere (CUDA,
+  // fp16) ATen's. The scores leave the matmul already rounded to the model's dtype, so converting them to fp32
+  // for the softmax and back would cost two passes over the largest tensor of a long prompt and change nothing
+  // beyond the final rounding. Half on CPU has no softmax kernel in LibTorch 1.13, so it still goes through fp32.
+  // The additive mask (fp32) holds only 0 and -inf, exact in any dtype.
   const bool native_softmax = q.scalar_type() != at::kHalf || q.is_cuda();
   for (int64_t start = 0; start < t; start += query_block) {
     const int64_t rows = std::min(query_block, t - start), visible = past + start + rows;

@@ -66,7 +66,7 @@ Tensor gemv_bf16(const Tensor& weight, const Tensor& x) {
 
 bool linear_bf16_fp32_applies(const Tensor& x, const Tensor& weight) {
   return weight.device().is_cpu() && x.device().is_cpu() && weight.scalar_type() == at::kBFloat16 && weight.dim() == 2 &&
-         weight.is_contiguous() && x.dim() >= 1 && x.size(-1) == weight.size(1);
+         weight.is_contiguous() && weight.size(1) > 0 && x.dim() >= 1 && x.size(-1) == weight.size(1);
 }
 
 Tensor linear_bf16_fp32(const Tensor& x, const Tensor& weight) {

@@ -1,7 +1,8 @@
 // lib/model/softmax_cpu.cpp: the two exp-based element-wise chains of the decoder as one pass each on CPU, for
 // fp32 and bf16 tensors: the attention softmax (with the causal square of a query block) and SiLU(gate) * up. Their
 // naive references are ATen's masked_fill + softmax and silu_mul_reference (silu then mul), compared in
-// tests/unit/test_model.cpp. Both use exp_fp32 below (within 2 ulp of fp32 exp) and compute in fp32, so they agree
+// tests/unit/test_model.cpp. Both use exp_fp32 below (within 2 ulp of fp32 exp on [-87, 88], 0 below and inf
+// above) and compute in fp32, so they agree
 // with their references to fp32 rounding before the final rounding to the tensor's dtype. In a bf16 MMLU batch
 // ATen's softmax alone took 16% of the time (docs/performance.md).
 #include <algorithm>
@@ -28,9 +29,10 @@ using cpu::store;
 
 // e^x for fp32: Cody-Waite reduction to r in [-ln2/2, ln2/2], a degree-7 Taylor polynomial (truncation error
 // below 5e-9 relative), 2^n from the exponent bits. Below -87 the result is 0 (e^-87 is 1.6e-38, at the edge of
-// fp32's normal range, and -inf must give exactly 0 for masked keys); above 88 it is +inf. NaN stays NaN.
+// fp32's normal range, and -inf must give exactly 0 for masked keys); above 88 it is +inf. NaN stays NaN, and is
+// clamped like the rest before the integer conversion (converting a NaN float to int is undefined).
 inline float exp_fp32(float x) {
-  const float clamped = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float clamped = std::min(88.0f, std::max(-87.0f, x));  // std::max(-87, NaN) is -87
   const float n = std::floor(clamped * 1.44269504088896341f + 0.5f);
   const float r = (clamped - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.0f / 5040.0f;
@@ -45,7 +47,7 @@ inline float exp_fp32(float x) {
   float scale;
   std::memcpy(&scale, &exponent_bits, sizeof scale);
   const float result = p * scale;
-  return x < -87.0f ? 0.0f : (x > 88.0f ? std::numeric_limits<float>::infinity() : result);
+  return x != x ? x : (x < -87.0f ? 0.0f : (x > 88.0f ? std::numeric_limits<float>::infinity() : result));
 }
 
 // Elements [begin, end): silu(gate) * up, rounded after the SiLU and after the product as the two ATen ops round.

@@ -31,7 +31,7 @@ class KVCache;
 // additive attention mask over past + new keys (undefined = plain causal, no padding).
 struct AttentionInputs {
   Tensor cos, sin;       // [B, T, head_dim], fp32
-  Tensor additive_mask;  // [B, 1, T, S] in the compute dtype, or undefined
+  Tensor additive_mask;  // [B, 1, T, S] fp32, 0 or -inf (exact in any dtype), or undefined
   int64_t past_length = 0;
 };
 
