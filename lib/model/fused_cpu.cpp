@@ -16,13 +16,7 @@ namespace kick {
 
 namespace {
 
-using cpu::kLanes;
-using cpu::load;
-using cpu::round_as;
-using cpu::data_as;
-using cpu::fused_dtype;
-using cpu::grain_for;
-using cpu::store;
+using namespace cpu;  // the element helpers of cpu_elements.hpp
 
 
 // Rows [begin, end) of x [rows, h]: x * rsqrt(mean(x^2) + eps) * weight, as the reference rounds: (x * scale) * w.

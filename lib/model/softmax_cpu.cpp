@@ -19,13 +19,7 @@ namespace kick {
 
 namespace {
 
-using cpu::kLanes;
-using cpu::load;
-using cpu::round_as;
-using cpu::data_as;
-using cpu::fused_dtype;
-using cpu::grain_for;
-using cpu::store;
+using namespace cpu;  // the element helpers of cpu_elements.hpp
 
 // e^x for fp32: Cody-Waite reduction to r in [-ln2/2, ln2/2], a degree-7 Taylor polynomial (truncation error
 // below 5e-9 relative), 2^n from the exponent bits. Below -87 the result is 0 (e^-87 is 1.6e-38, at the edge of
