@@ -131,25 +131,22 @@ Tensor grouped_causal_attention_batched(const Tensor& q, const Tensor& k, const 
     auto q_block = q_grouped.narrow(3, start, rows).reshape({b, num_kv_heads, group * rows, d});
     auto keys = k.narrow(2, 0, visible), values = v.narrow(2, 0, visible);
     auto scores = at::matmul(q_block, keys.transpose(-1, -2));
-    if (softmax_cpu_applies(scores)) {
-      if (additive_mask.defined()) {
-        scores.view({b, num_kv_heads, group, rows, visible})
-            .add_(additive_mask.narrow(2, start, rows).narrow(3, 0, visible).unsqueeze(1));
-      }
-      softmax_cpu_(scores, additive_mask.defined() ? 0 : rows);
-      out.narrow(3, start, rows).copy_(at::matmul(scores, values).view({b, num_kv_heads, group, rows, d}));
-      continue;
-    }
-    if (!native_softmax) scores = scores.to(at::kFloat);
+    const bool own_softmax = softmax_cpu_applies(scores);
+    if (!own_softmax && !native_softmax) scores = scores.to(at::kFloat);
     auto scores5 = scores.view({b, num_kv_heads, group, rows, visible});
-    if (additive_mask.defined()) {
-      scores5.add_(additive_mask.narrow(2, start, rows).narrow(3, 0, visible).unsqueeze(1));
-    } else if (rows > 1) {
-      // Only the block's own last `rows` keys can lie in its rows' future: mask that square, not every key.
-      auto future = at::ones({rows, rows}, scores.options().dtype(at::kBool)).triu(1);
-      scores5.narrow(4, visible - rows, rows).masked_fill_(future, -std::numeric_limits<float>::infinity());
+    if (additive_mask.defined()) scores5.add_(additive_mask.narrow(2, start, rows).narrow(3, 0, visible).unsqueeze(1));
+    Tensor probs;
+    if (own_softmax) {
+      softmax_cpu_(scores, additive_mask.defined() ? 0 : rows);
+      probs = scores;
+    } else {
+      if (!additive_mask.defined() && rows > 1) {
+        // Only the block's own last `rows` keys can lie in its rows' future: mask that square, not every key.
+        auto future = at::ones({rows, rows}, scores.options().dtype(at::kBool)).triu(1);
+        scores5.narrow(4, visible - rows, rows).masked_fill_(future, -std::numeric_limits<float>::infinity());
+      }
+      probs = at::softmax(scores, -1).to(v.scalar_type());
     }
-    auto probs = at::softmax(scores, -1).to(v.scalar_type());
     out.narrow(3, start, rows).copy_(at::matmul(probs, values).view({b, num_kv_heads, group, rows, d}));
   }
   return out.view({b, heads, t, d});

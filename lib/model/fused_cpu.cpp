@@ -18,7 +18,6 @@ namespace {
 
 using namespace cpu;  // the element helpers of cpu_elements.hpp
 
-
 // Rows [begin, end) of x [rows, h]: x * rsqrt(mean(x^2) + eps) * weight, as the reference rounds: (x * scale) * w.
 template <typename T, typename W>
 KICK_CLONES_EXACT void rms_norm_rows(const T* x, const W* weight, T* out, int64_t h, float eps, int64_t begin, int64_t end) {
@@ -38,8 +37,8 @@ KICK_CLONES_EXACT void rms_norm_rows(const T* x, const W* weight, T* out, int64_
   }
 }
 
-// Positions [begin, end) of x [positions, heads, d] in place; cos/sin [positions, d] fp32, rounded to T first as
-// the reference's cos.to(dtype) does. rotate_half(x)[j] is -x[j + d/2] for j < d/2 and x[j - d/2] after.
+// Positions [begin, end) of x [positions, heads, d] in place; cos/sin [positions, d] fp32 holding values already
+// rounded to T (the reference's cos.to(dtype)). rotate_half(x)[j] is -x[j + d/2] for j < d/2 and x[j - d/2] after.
 template <typename T>
 KICK_CLONES_EXACT void rotary_positions(T* x, const float* cos, const float* sin, int64_t heads, int64_t d, int64_t begin,
                                          int64_t end) {
@@ -51,8 +50,8 @@ KICK_CLONES_EXACT void rotary_positions(T* x, const float* cos, const float* sin
       T* v = x + (pos * heads + head) * d;
       for (int64_t j = 0; j < half; ++j) {
         const float a = load(v, j), b = load(v, j + half);
-        const float low = round_as(v, a * round_as(v, c[j])) + round_as(v, -b * round_as(v, s[j]));
-        const float high = round_as(v, b * round_as(v, c[j + half])) + round_as(v, a * round_as(v, s[j + half]));
+        const float low = round_as(v, a * c[j]) + round_as(v, -b * s[j]);
+        const float high = round_as(v, b * c[j + half]) + round_as(v, a * s[j + half]);
         store(v, j, low);
         store(v, j + half, high);
       }
@@ -108,7 +107,9 @@ void apply_rotary_(Tensor& x, const Tensor& cos, const Tensor& sin) {
     x.copy_(apply_rotary_reference(x.transpose(1, 2), cos, sin).transpose(1, 2));
     return;
   }
-  const Tensor c = cos.to(x.device()).contiguous(), s = sin.to(x.device()).contiguous();
+  // Rounded to x's dtype once per call, not once per head in the kernel.
+  const Tensor c = cos.to(x.scalar_type()).to(at::kFloat).contiguous();
+  const Tensor s = sin.to(x.scalar_type()).to(at::kFloat).contiguous();
   const bool bf16 = x.scalar_type() == at::kBFloat16;
   at::parallel_for(0, positions, grain_for(heads * d), [&](int64_t begin, int64_t end) {
     if (bf16) rotary_positions(data_as<uint16_t>(x), c.data_ptr<float>(), s.data_ptr<float>(), heads, d, begin, end);
