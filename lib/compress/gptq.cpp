@@ -14,10 +14,17 @@ using at::indexing::Slice;
 
 QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const GptqConfig& config) {
   detail::check_weight(weight, "gptq_quantize");
+  detail::check_hessian(hessian, weight.size(1), "gptq_quantize");
+  detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "gptq_quantize");
+  return gptq_quantize(weight, prepare_hessian(hessian.to(weight.device()), config.percdamp, config.act_order), config);
+}
+
+QuantResult gptq_quantize(const Tensor& weight, const PreparedHessian& prepared, const GptqConfig& config) {
+  detail::check_weight(weight, "gptq_quantize");
   const int64_t rows = weight.size(0), columns = weight.size(1);
-  detail::check_hessian(hessian, columns, "gptq_quantize");
   config.quant.validate(columns);
   detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "gptq_quantize");
+  detail::check_prepared(prepared, columns, config.percdamp, config.act_order, "gptq_quantize");
   const double start = monotonic_seconds();
   const int bits = config.quant.bits;
   const bool symmetric = config.quant.symmetric;
@@ -25,10 +32,9 @@ QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const Gpt
   const bool grouped = group_size > 0, static_groups = grouped && config.static_groups;
 
   auto W = weight.to(at::kFloat).clone();
-  auto H = hessian.to(W.device(), at::kFloat).clone();
   detail::GridParams grid;
   if (!grouped) grid = detail::find_grid_params(W, bits, symmetric);  // before dead columns, as the reference
-  detail::handle_dead_columns(H, W);
+  if (prepared.any_dead) W.index_put_({Slice(), prepared.dead.to(W.device())}, 0.0);
 
   std::vector<detail::GridParams> group_grids;  // in order of their group index
   if (static_groups)
@@ -38,16 +44,14 @@ QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const Gpt
   Tensor perm, invperm;
   std::vector<int64_t> perm_host;
   if (config.act_order) {
-    perm = at::argsort(at::diag(H), /*dim=*/-1, /*descending=*/true);
+    perm = prepared.perm.to(W.device());
     W = W.index_select(1, perm);
-    H = H.index_select(0, perm).index_select(1, perm);
     invperm = at::argsort(perm);
     auto cpu = perm.cpu().contiguous();
     perm_host.assign(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + columns);
   }
 
-  auto factor = detail::inverse_hessian_factor(H, config.percdamp);
-  const auto& Hinv = factor.upper;
+  const auto Hinv = prepared.upper.to(W.device());
   auto Q = at::zeros_like(W), codes = at::zeros_like(W);
   auto losses = at::zeros({rows}, W.options());
   for (int64_t i1 = 0; i1 < columns; i1 += config.blocksize) {
@@ -101,8 +105,8 @@ QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const Gpt
   result.packed.bits = bits;
   result.stats.sparsity = detail::fraction_zero(result.weight);
   result.stats.error = losses.sum().item<double>();  // the reference's OBS loss estimate
-  result.stats.damping = factor.damping;
-  result.stats.cholesky_retries = factor.retries;
+  result.stats.damping = prepared.damping;
+  result.stats.cholesky_retries = prepared.retries;
   result.stats.seconds = monotonic_seconds() - start;
   return result;
 }

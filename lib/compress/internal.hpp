@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <vector>
 
 #include "kick/compress.hpp"
 
@@ -43,13 +45,27 @@ inline float code_to_value(float code, float scale, float zero) { return scale *
 // Group-wise RTN of an fp32 [out, in] matrix: returns the dequantized values and fills `packed`.
 // rtn_groups dispatches to rtn_groups_cpu (one fused pass, fp32 CPU) or rtn_groups_reference (ATen ops,
 // any device); both give the same bits.
-Tensor rtn_groups(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed);
-Tensor rtn_groups_reference(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed);
-Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed);
+// With totals, also the sums rtn_quantize reports, gathered in the same pass: sum w^2, sum (w - q)^2 and
+// the number of zero values.
+struct RtnTotals {
+  double weight_sq = 0, error_sq = 0;
+  int64_t zeros = 0;
+};
+Tensor rtn_groups(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed,
+                  RtnTotals* totals = nullptr);
+Tensor rtn_groups_reference(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed,
+                            RtnTotals* totals = nullptr);
+Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed,
+                      RtnTotals* totals = nullptr);
 
-// ---- Hessian preparation (statistics.cpp) ----
-// Columns whose Hessian diagonal is zero never see input: H[d, d] = 1 and W[:, d] = 0 (both in place).
-void handle_dead_columns(Tensor& hessian, Tensor& weight);
+// ---- Hessian accumulation and preparation (statistics.cpp) ----
+// h's upper triangle (row-major [in, in] fp32) <- beta * h + alpha * x^T x for x [n, in] fp32; what lies
+// below the diagonal is unspecified. syrk_upper calls BLAS ssyrk where kick was built with one
+// (KICK_HAVE_BLAS_SYRK) and the tensors are contiguous fp32 on CPU, else the reference: ATen GEMMs
+// over the block upper triangle, any device.
+void syrk_upper(Tensor& h, const Tensor& x, double alpha, double beta);
+void syrk_upper_reference(Tensor& h, const Tensor& x, double alpha, double beta);
+bool syrk_uses_blas();
 struct InverseHessianFactor {
   Tensor upper;          // upper Cholesky factor of (H + damp I)^-1
   double damping = 0;    // fraction of mean(diag H) actually added
@@ -58,6 +74,19 @@ struct InverseHessianFactor {
 // Damps H (a copy is made) by percdamp * mean(diag H); on a failed factorization retries with the
 // damping ten times larger, up to 5 tries, then falls back to the damped diagonal of H. Never throws.
 InverseHessianFactor inverse_hessian_factor(const Tensor& hessian, double percdamp);
+// A PreparedHessian must match the weight and the config it is used with; a one-line error if not.
+void check_prepared(const PreparedHessian& prepared, int64_t in_features, double percdamp, bool act_order,
+                    const char* what);
+
+// ---- the driver's per-layer scheduler (task_list.cpp) ----
+struct ListedTask {
+  int64_t after = -1;          // index of an earlier task that must finish first, or -1
+  std::function<void()> run;
+};
+// Runs every task once; in list order, or side by side (CPU, more than one thread): each thread takes
+// the first task of the list that is free and ready, and runs it alone. The first exception stops the
+// rest and is rethrown.
+void run_task_list(const std::vector<ListedTask>& tasks, bool side_by_side);
 
 // ---- the OBS column sweep of one block, shared by SparseGPT and GPTQ (obs_sweep.cpp) ----
 struct ObsSweep {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 
 #include <ATen/Parallel.h>
 
@@ -40,7 +41,8 @@ Tensor quantize_to_codes(const Tensor& x, const GridParams& grid) {
 
 Tensor codes_to_values(const Tensor& codes, const GridParams& grid) { return grid.scale * (codes - grid.zero); }
 
-Tensor rtn_groups_reference(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed) {
+Tensor rtn_groups_reference(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed,
+                            RtnTotals* totals) {
   const int64_t out = weight_fp32.size(0), in = weight_fp32.size(1);
   const int64_t group_size = config.group_size > 0 ? config.group_size : in;
   const int64_t groups = in / group_size;
@@ -55,12 +57,19 @@ Tensor rtn_groups_reference(const Tensor& weight_fp32, const QuantizerConfig& co
     packed->g_idx = at::arange(in, weight_fp32.options().dtype(at::kLong)).div(group_size, "floor").to(at::kInt);
     packed->bits = config.bits;
   }
+  if (totals) {
+    auto w = weight_fp32.to(at::kDouble);
+    totals->weight_sq = w.pow(2).sum().item<double>();
+    totals->error_sq = (w - values.to(at::kDouble)).pow(2).sum().item<double>();
+    totals->zeros = (values == 0).sum().item<int64_t>();
+  }
   return values;
 }
 
 // One pass per (row, group) instead of ~15 whole-matrix ATen passes, with the reference's arithmetic in
 // its order (this file is built without floating-point contraction): the same bits.
-Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed) {
+Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed,
+                      RtnTotals* totals) {
   auto w = weight_fp32.contiguous();
   const int64_t out = w.size(0), in = w.size(1);
   const int64_t group_size = config.group_size > 0 ? config.group_size : in;
@@ -78,7 +87,9 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
   float* scale_out = scales.data_ptr<float>();
   float* zero_out = zeros.data_ptr<float>();
   const bool symmetric = config.symmetric;
+  std::mutex totals_mutex;
   at::parallel_for(0, out * groups, 64, [&](int64_t begin, int64_t end) {
+    RtnTotals chunk;
     for (int64_t g = begin; g < end; ++g) {
       const float* x = src + g * group_size;  // row-major [out, in]: group g of row g / groups is contiguous
       float lo = x[0], hi = x[0];
@@ -103,11 +114,28 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
       const float zero = symmetric ? symmetric_zero : round_half_even(-xmin / scale);
       scale_out[g] = scale;
       zero_out[g] = zero;
+      // fp32 within a group (64-128 terms), double across groups: the loop stays in fp32 vectors.
+      float weight_sq = 0, error_sq = 0;
+      int64_t zero_values = 0;
       for (int64_t k = 0; k < group_size; ++k) {
         const float code = quantize_to_code(x[k], scale, zero, maxq);
         code_out[g * group_size + k] = code == code ? static_cast<uint8_t>(code) : 0;  // NaN: no defined code
-        dst[g * group_size + k] = code_to_value(code, scale, zero);
+        const float value = code_to_value(code, scale, zero);
+        dst[g * group_size + k] = value;
+        const float e = x[k] - value;
+        weight_sq += x[k] * x[k];
+        error_sq += e * e;
+        zero_values += value == 0;
       }
+      chunk.weight_sq += weight_sq;
+      chunk.error_sq += error_sq;
+      chunk.zeros += zero_values;
+    }
+    if (totals) {
+      std::lock_guard<std::mutex> lock(totals_mutex);
+      totals->weight_sq += chunk.weight_sq;
+      totals->error_sq += chunk.error_sq;
+      totals->zeros += chunk.zeros;
     }
   });
   if (packed) {
@@ -120,9 +148,11 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
   return values;
 }
 
-Tensor rtn_groups(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed) {
-  if (weight_fp32.device().is_cpu() && weight_fp32.scalar_type() == at::kFloat) return rtn_groups_cpu(weight_fp32, config, packed);
-  return rtn_groups_reference(weight_fp32, config, packed);
+Tensor rtn_groups(const Tensor& weight_fp32, const QuantizerConfig& config, QuantizedWeight* packed, RtnTotals* totals) {
+  if (totals) *totals = RtnTotals{};
+  if (weight_fp32.device().is_cpu() && weight_fp32.scalar_type() == at::kFloat)
+    return rtn_groups_cpu(weight_fp32, config, packed, totals);
+  return rtn_groups_reference(weight_fp32, config, packed, totals);
 }
 
 }  // namespace detail
@@ -147,10 +177,13 @@ QuantResult rtn_quantize(const Tensor& weight, const QuantizerConfig& config) {
   const double start = monotonic_seconds();
   auto w = weight.to(at::kFloat);
   QuantResult result;
-  auto values = detail::rtn_groups(w, config, &result.packed);
+  detail::RtnTotals totals;
+  auto values = detail::rtn_groups(w, config, &result.packed, &totals);
   result.weight = values.to(weight.scalar_type());
-  result.stats.error = detail::relative_weight_error(w, values);
-  result.stats.sparsity = detail::fraction_zero(result.weight);
+  result.stats.error = totals.weight_sq > 0 || totals.weight_sq != totals.weight_sq ? totals.error_sq / totals.weight_sq : 0.0;
+  // Narrower dtypes can flush tiny values to zero: count those on the result.
+  result.stats.sparsity = weight.scalar_type() == at::kFloat ? static_cast<double>(totals.zeros) / static_cast<double>(values.numel())
+                                                            : detail::fraction_zero(result.weight);
   result.stats.seconds = monotonic_seconds() - start;
   return result;
 }

@@ -24,11 +24,18 @@ Tensor block_mask(const Tensor& block, const Tensor& hinv_block, double ratio) {
 
 PruneResult sparsegpt_prune(const Tensor& weight, const Tensor& hessian, const SparseGptConfig& config) {
   detail::check_weight(weight, "sparsegpt_prune");
+  detail::check_hessian(hessian, weight.size(1), "sparsegpt_prune");
+  detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "sparsegpt_prune");
+  return sparsegpt_prune(weight, prepare_hessian(hessian.to(weight.device()), config.percdamp), config);
+}
+
+PruneResult sparsegpt_prune(const Tensor& weight, const PreparedHessian& prepared, const SparseGptConfig& config) {
+  detail::check_weight(weight, "sparsegpt_prune");
   const int64_t rows = weight.size(0), columns = weight.size(1);
-  detail::check_hessian(hessian, columns, "sparsegpt_prune");
   const auto& sparsity = config.sparsity;
   sparsity.validate();
   detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "sparsegpt_prune");
+  detail::check_prepared(prepared, columns, config.percdamp, /*act_order=*/false, "sparsegpt_prune");
   if (sparsity.structured() && (columns % sparsity.m != 0 || config.blocksize % sparsity.m != 0))
     fail("sparsegpt_prune: sparsity {} needs m = {} to divide in_features = {} and blocksize = {}",
          sparsity.describe(), sparsity.m, columns, config.blocksize);
@@ -36,14 +43,12 @@ PruneResult sparsegpt_prune(const Tensor& weight, const Tensor& hessian, const S
   const double start = monotonic_seconds();
 
   auto W = weight.to(at::kFloat).clone();
-  auto H = hessian.to(W.device(), at::kFloat).clone();
   const bool grouped = config.quantize && config.quantize->group_size > 0;
   detail::GridParams grid;
   // Per-row grid from the weight before pruning, as the reference's quantizer.find_params(W).
   if (config.quantize && !grouped) grid = detail::find_grid_params(W, config.quantize->bits, config.quantize->symmetric);
-  detail::handle_dead_columns(H, W);
-  auto factor = detail::inverse_hessian_factor(H, config.percdamp);
-  const auto& Hinv = factor.upper;
+  if (prepared.any_dead) W.index_put_({Slice(), prepared.dead.to(W.device())}, 0.0);
+  const auto Hinv = prepared.upper.to(W.device());
 
   auto mask = at::zeros({rows, columns}, W.options().dtype(at::kBool));
   auto losses = at::zeros({rows}, W.options());
@@ -88,8 +93,8 @@ PruneResult sparsegpt_prune(const Tensor& weight, const Tensor& hessian, const S
   result.mask = mask;
   result.stats.sparsity = detail::fraction_zero(result.weight);
   result.stats.error = losses.sum().item<double>();  // the reference's OBS loss estimate
-  result.stats.damping = factor.damping;
-  result.stats.cholesky_retries = factor.retries;
+  result.stats.damping = prepared.damping;
+  result.stats.cholesky_retries = prepared.retries;
   result.stats.seconds = monotonic_seconds() - start;
   return result;
 }

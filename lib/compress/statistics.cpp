@@ -1,5 +1,6 @@
 // compress/statistics.cpp: the calibration statistics accumulator (InputStatistics) and the Hessian
-// preparation the second-order solvers share: dead columns and the damped inverse-Hessian factor.
+// preparation the second-order solvers share (prepare_hessian): dead columns, act order and the damped
+// inverse-Hessian factor.
 #include <cmath>
 
 #include "internal.hpp"
@@ -19,12 +20,44 @@ InputStatistics::InputStatistics(int64_t in_features, bool hessian, at::Device d
   }
 }
 
-namespace {
-// Column blocks of the Hessian's block upper triangle: X^T X is symmetric, so only the blocks on and
-// above the diagonal are multiplied (a symmetric rank-k update done with GEMMs, about 55% of the full
-// product at kick's widths); hessian() mirrors the rest.
-constexpr int64_t kHessianBlock = 64;
-}  // namespace
+#if KICK_HAVE_BLAS_SYRK
+extern "C" void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha,
+                       const float* a, const int* lda, const float* beta, float* c, const int* ldc);
+#endif
+
+namespace detail {
+
+// Column blocks of the upper triangle: X^T X is symmetric, so only the blocks on and above the
+// diagonal are multiplied (about 55% of the full product at kick's widths).
+void syrk_upper_reference(Tensor& h, const Tensor& x, double alpha, double beta) {
+  constexpr int64_t kBlock = 128;
+  const int64_t in = h.size(0);
+  for (int64_t j0 = 0; j0 < in; j0 += kBlock) {
+    const int64_t width = std::min(kBlock, in - j0);
+    auto upper = h.narrow(0, j0, width).narrow(1, j0, in - j0);
+    upper.addmm_(x.narrow(1, j0, width).t(), x.narrow(1, j0, in - j0), beta, alpha);
+  }
+}
+
+bool syrk_uses_blas() { return KICK_HAVE_BLAS_SYRK != 0; }
+
+// BLAS sees the row-major [in, in] h as its transpose and x [n, in] as a column-major [in, n] A, so
+// its lower triangle of A A^T is h's upper triangle of x^T x.
+void syrk_upper(Tensor& h, const Tensor& x, double alpha, double beta) {
+#if KICK_HAVE_BLAS_SYRK
+  constexpr int64_t kIntMax = 2147483647;
+  if (h.device().is_cpu() && x.device().is_cpu() && h.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat &&
+      h.is_contiguous() && x.is_contiguous() && h.size(0) <= kIntMax && x.size(0) <= kIntMax && x.size(0) > 0) {
+    const int n = static_cast<int>(h.size(0)), k = static_cast<int>(x.size(0));
+    const float a = static_cast<float>(alpha), b = static_cast<float>(beta);
+    ssyrk_("L", "N", &n, &k, &a, x.data_ptr<float>(), &n, &b, h.data_ptr<float>(), &n);
+    return;
+  }
+#endif
+  syrk_upper_reference(h, x, alpha, beta);
+}
+
+}  // namespace detail
 
 // Running means as the references keep them (H *= n_old / n_new; H += (2 / n_new) x^T x), so that
 // batches of any size give the same statistics. kick counts tokens where the references count
@@ -49,14 +82,7 @@ void InputStatistics::add(const Tensor& input) {
   const double keep = static_cast<double>(tokens_) / static_cast<double>(tokens_ + n);
   tokens_ += n;
   const double total = static_cast<double>(tokens_);
-  if (with_hessian_) {
-    auto scaled = x * std::sqrt(2.0 / total);
-    for (int64_t j0 = 0; j0 < in_features; j0 += kHessianBlock) {
-      const int64_t width = std::min(kHessianBlock, in_features - j0);
-      auto upper = h_.narrow(0, j0, width).narrow(1, j0, in_features - j0);
-      upper.mul_(keep).addmm_(scaled.narrow(1, j0, width).t(), scaled.narrow(1, j0, in_features - j0));
-    }
-  }
+  if (with_hessian_) detail::syrk_upper(h_, x.contiguous(), 2.0 / total, keep);
   if (with_moments_) {
     sq_.mul_(keep).add_(x.pow(2).sum(0) / total);
     abs_.mul_(keep).add_(x.abs().sum(0) / total);
@@ -65,12 +91,7 @@ void InputStatistics::add(const Tensor& input) {
 
 Tensor InputStatistics::hessian() const {
   if (!with_hessian_) fail("InputStatistics::hessian: this accumulator was built with hessian = false");
-  auto full = h_.clone();
-  for (int64_t j0 = kHessianBlock; j0 < in_features_; j0 += kHessianBlock) {
-    const int64_t width = std::min(kHessianBlock, in_features_ - j0);
-    full.narrow(0, j0, width).narrow(1, 0, j0).copy_(h_.narrow(0, 0, j0).narrow(1, j0, width).t());
-  }
-  return full;
+  return at::triu(h_) + at::triu(h_, 1).t();
 }
 Tensor InputStatistics::squared_norms() const {
   if (!with_moments_) fail("InputStatistics::squared_norms: this accumulator was built without channel moments");
@@ -82,13 +103,6 @@ Tensor InputStatistics::mean_abs() const {
 }
 
 namespace detail {
-
-void handle_dead_columns(Tensor& hessian, Tensor& weight) {
-  auto dead = at::diag(hessian) == 0;
-  if (!dead.any().item<bool>()) return;
-  hessian.diagonal().masked_fill_(dead, 1.0);
-  weight.index_put_({at::indexing::Slice(), dead}, 0.0);
-}
 
 namespace {
 
@@ -134,6 +148,46 @@ InverseHessianFactor inverse_hessian_factor(const Tensor& hessian, double percda
   result.damping = fraction;
   result.retries = kTries;
   return result;
+}
+
+}  // namespace detail
+
+// The references' order: dead columns get H[d, d] = 1 (their weights are zeroed by the solver), then
+// act order sorts the columns by the resulting diagonal, then the damped factor of the permuted H.
+PreparedHessian prepare_hessian(const Tensor& hessian, double percdamp, bool act_order) {
+  if (!hessian.defined() || hessian.dim() != 2 || hessian.size(0) != hessian.size(1) || hessian.size(0) < 1)
+    fail("prepare_hessian: hessian has shape {} (expected a square [in, in] matrix)",
+         hessian.defined() ? shape_string(hessian.sizes()) : std::string("undefined"));
+  detail::check_percdamp_blocksize(percdamp, 1, "prepare_hessian");
+  auto h = hessian.to(at::kFloat).clone();
+  PreparedHessian prepared;
+  prepared.dead = at::diag(h) == 0;
+  prepared.any_dead = prepared.dead.any().item<bool>();
+  if (prepared.any_dead) h.diagonal().masked_fill_(prepared.dead, 1.0);
+  if (act_order) {
+    prepared.perm = at::argsort(at::diag(h), /*dim=*/-1, /*descending=*/true);
+    h = h.index_select(0, prepared.perm).index_select(1, prepared.perm);
+  }
+  auto factor = detail::inverse_hessian_factor(h, percdamp);
+  prepared.upper = factor.upper;
+  prepared.percdamp = percdamp;
+  prepared.damping = factor.damping;
+  prepared.retries = factor.retries;
+  prepared.act_order = act_order;
+  return prepared;
+}
+
+namespace detail {
+
+void check_prepared(const PreparedHessian& prepared, int64_t in_features, double percdamp, bool act_order,
+                    const char* what) {
+  if (prepared.in_features() != in_features)
+    fail("{}: prepared hessian is for {} input columns (expected {} to match the weight's in_features)", what,
+         prepared.in_features(), in_features);
+  if (prepared.percdamp != percdamp)
+    fail("{}: prepared hessian was damped with percdamp = {} (the config asks for {})", what, prepared.percdamp, percdamp);
+  if (prepared.act_order != act_order)
+    fail("{}: prepared hessian has act_order = {} (the config asks for {})", what, prepared.act_order, act_order);
 }
 
 }  // namespace detail

@@ -12,13 +12,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <vector>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 namespace kick {
 
@@ -205,8 +206,16 @@ std::string content_hash(const std::filesystem::path& path) {
   for (const auto& file : files) {
     const std::string name = file.filename().string();
     h = fnv1a64(h, reinterpret_cast<const uint8_t*>(name.data()), name.size());
-    MappedFile mapped(file.string());
-    h = fnv1a64(h, mapped.data(), mapped.size());
+    // Read through a small buffer rather than mapped: a mapping's pages count in the process's RSS, and
+    // kick compress hashes the source while the loaded model (another mapping of the same file) is resident.
+    std::FILE* f = std::fopen(file.string().c_str(), "rb");
+    if (f == nullptr) fail("{}: cannot open for hashing: {}", file.string(), std::strerror(errno));
+    std::vector<uint8_t> buffer(1 << 20);
+    size_t got;
+    while ((got = std::fread(buffer.data(), 1, buffer.size(), f)) > 0) h = fnv1a64(h, buffer.data(), got);
+    const bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) fail("{}: read error while hashing", file.string());
   }
   return fmt::format("{:016x}", h);
 }
@@ -236,6 +245,14 @@ void configure_allocator() {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
+void release_free_heap(size_t keep_bytes) {
+#if defined(__GLIBC__)
+  if (mallinfo2().fordblks > keep_bytes) malloc_trim(0);
+#else
+  (void)keep_bytes;
 #endif
 }
 

@@ -171,7 +171,7 @@ TEST_CASE("SparseGPT matches the twin, keeps exact per-block sparsity and beats 
   }
 }
 
-TEST_CASE("RTN and GPTQ match the twin; codes stay in range and GPTQ beats RTN", "[compress]") {
+TEST_CASE("RTN and GPTQ match the twin, codes stay in range and GPTQ beats RTN", "[compress]") {
   auto W = load("W");
   auto H = load("H");
   const double scale = W.abs().max().item<double>();
@@ -458,16 +458,16 @@ TEST_CASE("selecting the k lowest scores equals a stable sort's first k, ties an
   CHECK(at::equal(lowest_k_per_row(distinct.to(at::kDouble), 400), lowest_k_by_sort(distinct, 400)));
 }
 
-TEST_CASE("statistics without channel moments refuse to give them; the block-triangular Hessian is the full one", "[compress]") {
+TEST_CASE("statistics without channel moments refuse to give them and the upper-triangle Hessian is the full one", "[compress]") {
   at::manual_seed(11);
-  auto X = at::randn({300, 150});  // 150 columns: blocks of 64, 64 and 22
+  auto X = at::randn({300, 150});  // 150 columns: the reference's blocks of 128 and 22
   kc::InputStatistics stats(150, true, at::kCPU, /*channel_moments=*/false);
   stats.add(X.narrow(0, 0, 120));
   stats.add(X.narrow(0, 120, 180));
   auto full = at::matmul(X.t(), X) * (2.0 / 300);
   auto h = stats.hessian();
   CHECK(max_abs_diff(h, full) <= 1e-5 * full.abs().max().item<double>());
-  CHECK(at::equal(h.narrow(0, 64, 86).narrow(1, 0, 64), h.narrow(0, 0, 64).narrow(1, 64, 86).t()));  // mirrored exactly
+  CHECK(at::equal(h, h.t()));  // mirrored exactly
   h.zero_();  // a copy: changing it leaves the accumulator alone
   CHECK(max_abs_diff(stats.hessian(), full) <= 1e-5 * full.abs().max().item<double>());
   require_error([&] { stats.squared_norms(); }, {"squared_norms", "channel moments"});
@@ -509,4 +509,67 @@ TEST_CASE("round_half_even rounds as torch.round over the whole float range", "[
     CHECK(std::signbit(got) == std::signbit(expected[i].item<float>()));
   }
   CHECK(std::isnan(kick::compress::detail::round_half_even(NAN)));
+}
+
+TEST_CASE("the BLAS symmetric rank-k update agrees with its ATen reference and with fp64", "[compress]") {
+  at::manual_seed(12);
+  for (int64_t in : {1, 5, 150, 300}) {
+    auto x = at::randn({257, in});
+    auto start = at::randn({in, in});
+    start = start + start.t();
+    auto blas = start.clone(), reference = start.clone();
+    kc::detail::syrk_upper(blas, x, 0.25, 0.5);
+    kc::detail::syrk_upper_reference(reference, x, 0.25, 0.5);
+    auto exact = (start.to(at::kDouble) * 0.5 + at::matmul(x.t().to(at::kDouble), x.to(at::kDouble)) * 0.25).triu();
+    const double scale = exact.abs().max().item<double>();
+    INFO("in = " << in << ", BLAS ssyrk used: " << kc::detail::syrk_uses_blas());
+    CHECK(max_abs_diff(blas.triu(), exact) <= 1e-5 * scale);
+    CHECK(max_abs_diff(reference.triu(), exact) <= 1e-5 * scale);
+  }
+  // Non-contiguous input and a first batch (beta = 0 on a zero accumulator) take the same result.
+  auto x = at::randn({64, 40}).t();
+  auto h = at::zeros({64, 64}), expected = at::zeros({64, 64});
+  kc::detail::syrk_upper(h, x, 1.0, 0.0);
+  kc::detail::syrk_upper_reference(expected, x.contiguous(), 1.0, 0.0);
+  CHECK(max_abs_diff(h.triu(), expected.triu()) <= 1e-5 * expected.abs().max().item<double>());
+}
+
+TEST_CASE("a prepared Hessian shared by several Linears gives the bits of each solving alone", "[compress]") {
+  auto W = load("W"), H = load("H");
+  const int64_t in = W.size(1);
+  auto dead = H.clone();
+  dead.index_put_({at::indexing::Slice(), 3}, 0);
+  dead.index_put_({3, at::indexing::Slice()}, 0);  // a column that never saw input
+  auto second = W.flip(0).contiguous() * 0.5;     // another Linear reading the same input
+  for (const auto& hessian : {H, dead}) {
+    kc::SparseGptConfig sparsegpt;
+    sparsegpt.sparsity = ratio(0.5);
+    const auto shared = kc::prepare_hessian(hessian, sparsegpt.percdamp);
+    for (const auto& weight : {W, second}) {
+      CHECK(at::equal(kc::sparsegpt_prune(weight, shared, sparsegpt).weight, kc::sparsegpt_prune(weight, hessian, sparsegpt).weight));
+    }
+    for (bool act_order : {false, true}) {
+      kc::GptqConfig gptq;
+      gptq.quant.group_size = 16;
+      gptq.act_order = act_order;
+      const auto prepared = kc::prepare_hessian(hessian, gptq.percdamp, act_order);
+      CHECK(prepared.any_dead == (hessian.data_ptr() == dead.data_ptr()));
+      for (const auto& weight : {W, second}) {
+        auto a = kc::gptq_quantize(weight, prepared, gptq), b = kc::gptq_quantize(weight, hessian, gptq);
+        CHECK(at::equal(a.weight, b.weight));
+        CHECK(at::equal(a.packed.codes, b.packed.codes));
+        CHECK(at::equal(a.packed.g_idx, b.packed.g_idx));
+      }
+    }
+  }
+  const auto prepared = kc::prepare_hessian(H, 0.01);
+  kc::GptqConfig act;
+  act.act_order = true;
+  require_error([&] { kc::gptq_quantize(W, prepared, act); }, {"gptq_quantize", "act_order = false"});
+  kc::SparseGptConfig damped;
+  damped.percdamp = 0.1;
+  require_error([&] { kc::sparsegpt_prune(W, prepared, damped); }, {"sparsegpt_prune", "percdamp = 0.01", "0.1"});
+  require_error([&] { kc::sparsegpt_prune(W.narrow(1, 0, in - 1), prepared, kc::SparseGptConfig{}); },
+                {"sparsegpt_prune", std::to_string(in) + " input columns", std::to_string(in - 1)});
+  require_error([&] { kc::prepare_hessian(H.narrow(0, 0, 3), 0.01); }, {"prepare_hessian", "square"});
 }

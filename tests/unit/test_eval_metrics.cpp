@@ -91,7 +91,7 @@ TEST_CASE("LLM-KICK retrieval and factoid matches and their strict twins equal t
   }
 }
 
-TEST_CASE("normalisation follows Python's \\w, whitespace and lower() over all of Unicode", "[eval-metrics]") {
+TEST_CASE("normalisation follows Python's word characters, whitespace and lower() over all of Unicode", "[eval-metrics]") {
   const auto& unicode = reference()["unicode"];
   // Every edge of the \w ranges and every whitespace character, as "the<c>an" probes.
   for (const auto& probe : unicode["word_probes"]) {
@@ -175,7 +175,7 @@ TEST_CASE("rouge_tokenize lower-cases as Python does and stems only tokens longe
 
 // ---------------------------------------------------------------------------------- LLM-KICK quirks by hand
 
-TEST_CASE("LLM-KICK retrieval EM credits an empty prediction; strict never does", "[eval-metrics]") {
+TEST_CASE("LLM-KICK retrieval EM credits an empty prediction, strict never does", "[eval-metrics]") {
   CHECK(ke::retrieval_em_llmkick("", "Paris"));
   CHECK(ke::retrieval_em_llmkick("The", "Paris"));  // normalises to "" too
   CHECK(ke::retrieval_em_llmkick_max("", {"Paris", "London"}) == 1.0);

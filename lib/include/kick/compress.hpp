@@ -104,11 +104,12 @@ class InputStatistics {
   Tensor hessian() const;             // [in, in] fp32: (2 / n) sum x x^T (a new tensor each call)
   Tensor squared_norms() const;       // [in] fp32: sum over tokens of x^2 / n (Wanda's scaler_row)
   Tensor mean_abs() const;            // [in] fp32: mean |x| (AWQ)
+  int64_t in_features() const { return in_features_; }
   int64_t tokens() const { return tokens_; }
   int64_t nonfinite() const { return nonfinite_; }
 
  private:
-  Tensor h_, sq_, abs_;  // h_: only the blocks on and above the diagonal are kept current
+  Tensor h_, sq_, abs_;  // h_: only the upper triangle is kept current
   int64_t in_features_ = 0, tokens_ = 0, nonfinite_ = 0;
   at::Device device_ = at::kCPU;
   bool with_hessian_, with_moments_;
@@ -127,6 +128,24 @@ PruneResult sparsegpt_prune(const Tensor& weight, const Tensor& hessian, const S
 
 QuantResult rtn_quantize(const Tensor& weight, const QuantizerConfig& config);
 QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const GptqConfig& config);
+
+// The Hessian as SparseGPT and GPTQ consume it, prepared once and shared by every Linear that reads the
+// same input (q/k/v, gate/up): its dead columns, the column order (act order) and the damped inverse
+// factor. The overloads below give the same bits as the ones taking H, which prepare it themselves.
+struct PreparedHessian {
+  Tensor dead;    // [in] bool: columns whose H diagonal is 0 (never see input); their weights become 0
+  bool any_dead = false;
+  Tensor perm;    // act order: columns by descending diag(H), else undefined
+  Tensor upper;   // [in, in] upper Cholesky factor of (H + damp I)^-1, in `perm` order
+  double percdamp = 0;  // as requested (the config must ask for the same)
+  double damping = 0;   // as used, after retries
+  int64_t retries = 0;
+  bool act_order = false;
+  int64_t in_features() const { return upper.defined() ? upper.size(0) : 0; }
+};
+PreparedHessian prepare_hessian(const Tensor& hessian, double percdamp, bool act_order = false);
+PruneResult sparsegpt_prune(const Tensor& weight, const PreparedHessian& hessian, const SparseGptConfig& config);
+QuantResult gptq_quantize(const Tensor& weight, const PreparedHessian& hessian, const GptqConfig& config);
 
 // AWQ on one group of Linears sharing an input x_sample [tokens, in]: the per-input-channel scale s
 // (weights multiplied by s, inputs divided by s) that minimises the quantized group's output error,

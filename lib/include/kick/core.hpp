@@ -85,6 +85,10 @@ std::string content_hash(const std::filesystem::path& path);
 // LibTorch allocates activations of hundreds of MB per layer; by default glibc maps and unmaps each,
 // and the page faults cost as much CPU as the arithmetic (measured: 165 -> 293 tokens/s prefill).
 void configure_allocator();
+// Hands the heap's free pages back to the kernel once more than keep_bytes lie free (glibc malloc_trim; a
+// no-op elsewhere). For the end of a phase whose temporaries configure_allocator kept: they would otherwise
+// stay resident, fragmented; below keep_bytes they stay for reuse without new page faults.
+void release_free_heap(size_t keep_bytes);
 
 // LibTorch's elementwise ops run on OpenMP threads. Debian's OpenBLAS pthread build runs fp32 GEMMs on
 // its own threads, and libgomp's default spin-wait then takes the cores from it (measured: SmolLM2 prefill
