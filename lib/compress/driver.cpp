@@ -342,7 +342,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
         group_task[key] = static_cast<int64_t>(listed.size());
         listed.push_back({-1, [&, key] {
           const Tensor& x = samples.at(key);
-          if (x.defined() && x.size(1) * 2 <= x.size(0)) grams.at(key) = at::matmul(x.t(), x);
+          if (x.defined() && x.size(1) * 2 <= x.size(0)) grams.at(key) = detail::gram(x);
           if (wants_hessian)
             prepared.at(key) = prepare_hessian(captures.at(key).stats->hessian(), plan.percdamp,
                                                plan.method == "gptq" && plan.act_order);

@@ -66,6 +66,8 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
 void syrk_upper(Tensor& h, const Tensor& x, double alpha, double beta);
 void syrk_upper_reference(Tensor& h, const Tensor& x, double alpha, double beta);
 bool syrk_uses_blas();
+Tensor symmetric_from_upper(const Tensor& h);  // h's upper triangle mirrored below the diagonal
+Tensor gram(const Tensor& x);                  // x^T x for x [n, in], exactly symmetric, through syrk_upper
 struct InverseHessianFactor {
   Tensor upper;          // upper Cholesky factor of (H + damp I)^-1
   double damping = 0;    // fraction of mean(diag H) actually added

@@ -57,6 +57,15 @@ void syrk_upper(Tensor& h, const Tensor& x, double alpha, double beta) {
   syrk_upper_reference(h, x, alpha, beta);
 }
 
+Tensor symmetric_from_upper(const Tensor& h) { return at::triu(h) + at::triu(h, 1).t(); }
+
+Tensor gram(const Tensor& x) {
+  auto x32 = x.to(at::kFloat).contiguous();
+  auto g = at::zeros({x32.size(1), x32.size(1)}, x32.options());
+  syrk_upper(g, x32, 1.0, 0.0);
+  return symmetric_from_upper(g);
+}
+
 }  // namespace detail
 
 // Running means as the references keep them (H *= n_old / n_new; H += (2 / n_new) x^T x), so that
@@ -91,7 +100,7 @@ void InputStatistics::add(const Tensor& input) {
 
 Tensor InputStatistics::hessian() const {
   if (!with_hessian_) fail("InputStatistics::hessian: this accumulator was built with hessian = false");
-  return at::triu(h_) + at::triu(h_, 1).t();
+  return detail::symmetric_from_upper(h_);
 }
 Tensor InputStatistics::squared_norms() const {
   if (!with_moments_) fail("InputStatistics::squared_norms: this accumulator was built without channel moments");
