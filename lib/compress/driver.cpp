@@ -263,7 +263,11 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
   };
 
   const bool wants_hessian = plan.method == "sparsegpt" || plan.method == "gptq";
-  const bool side_by_side = device.is_cpu();
+  // Side by side only while one thread per matrix stays cheap: up to 4096 input columns (SmolLM2: 576
+  // and 1536). A 7B model's 11008-wide down_proj would factor for many seconds on a single core; its
+  // layers run one op at a time on all threads, as before.
+  constexpr int64_t kSideBySideMaxWidth = 4096;
+  const bool side_by_side = device.is_cpu() && std::max(config.hidden_size, config.intermediate_size) <= kSideBySideMaxWidth;
   int64_t zeros = 0, total = 0;
   for (int64_t li = 0; li < model.num_layers(); ++li) {
     DecoderLayer& layer = model.layer(li);

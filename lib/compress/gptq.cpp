@@ -12,9 +12,11 @@ using at::indexing::None;
 using at::indexing::Slice;
 }
 
+// The configuration is checked before the factorization, so that a bad one fails at once.
 QuantResult gptq_quantize(const Tensor& weight, const Tensor& hessian, const GptqConfig& config) {
   detail::check_weight(weight, "gptq_quantize");
   detail::check_hessian(hessian, weight.size(1), "gptq_quantize");
+  config.quant.validate(weight.size(1));
   detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "gptq_quantize");
   return gptq_quantize(weight, prepare_hessian(hessian.to(weight.device()), config.percdamp, config.act_order), config);
 }

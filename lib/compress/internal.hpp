@@ -45,8 +45,8 @@ inline float code_to_value(float code, float scale, float zero) { return scale *
 // Group-wise RTN of an fp32 [out, in] matrix: returns the dequantized values and fills `packed`.
 // rtn_groups dispatches to rtn_groups_cpu (one fused pass, fp32 CPU) or rtn_groups_reference (ATen ops,
 // any device); both give the same bits.
-// With totals, also the sums rtn_quantize reports, gathered in the same pass: sum w^2, sum (w - q)^2 and
-// the number of zero values.
+// With totals, also the sums rtn_quantize reports, gathered in the same pass and added to *totals: sum w^2,
+// sum (w - q)^2 and the number of zero values (rtn_groups zeroes *totals first).
 struct RtnTotals {
   double weight_sq = 0, error_sq = 0;
   int64_t zeros = 0;

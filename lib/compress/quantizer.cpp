@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <mutex>
 
 #include <ATen/Parallel.h>
@@ -59,9 +60,9 @@ Tensor rtn_groups_reference(const Tensor& weight_fp32, const QuantizerConfig& co
   }
   if (totals) {
     auto w = weight_fp32.to(at::kDouble);
-    totals->weight_sq = w.pow(2).sum().item<double>();
-    totals->error_sq = (w - values.to(at::kDouble)).pow(2).sum().item<double>();
-    totals->zeros = (values == 0).sum().item<int64_t>();
+    totals->weight_sq += w.pow(2).sum().item<double>();
+    totals->error_sq += (w - values.to(at::kDouble)).pow(2).sum().item<double>();
+    totals->zeros += (values == 0).sum().item<int64_t>();
   }
   return values;
 }
@@ -87,7 +88,9 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
   float* scale_out = scales.data_ptr<float>();
   float* zero_out = zeros.data_ptr<float>();
   const bool symmetric = config.symmetric;
+  // Per-chunk sums, added up in chunk order afterwards: the same total run to run at a fixed thread count.
   std::mutex totals_mutex;
+  std::map<int64_t, RtnTotals> chunk_totals;
   at::parallel_for(0, out * groups, 64, [&](int64_t begin, int64_t end) {
     RtnTotals chunk;
     for (int64_t g = begin; g < end; ++g) {
@@ -114,7 +117,7 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
       const float zero = symmetric ? symmetric_zero : round_half_even(-xmin / scale);
       scale_out[g] = scale;
       zero_out[g] = zero;
-      // fp32 within a group (64-128 terms), double across groups: the loop stays in fp32 vectors.
+      // fp32 within a group (a few hundred terms at most), double across groups.
       float weight_sq = 0, error_sq = 0;
       int64_t zero_values = 0;
       for (int64_t k = 0; k < group_size; ++k) {
@@ -133,11 +136,14 @@ Tensor rtn_groups_cpu(const Tensor& weight_fp32, const QuantizerConfig& config, 
     }
     if (totals) {
       std::lock_guard<std::mutex> lock(totals_mutex);
-      totals->weight_sq += chunk.weight_sq;
-      totals->error_sq += chunk.error_sq;
-      totals->zeros += chunk.zeros;
+      chunk_totals[begin] = chunk;
     }
   });
+  for (const auto& [begin, chunk] : chunk_totals) {
+    totals->weight_sq += chunk.weight_sq;
+    totals->error_sq += chunk.error_sq;
+    totals->zeros += chunk.zeros;
+  }
   if (packed) {
     packed->codes = codes;
     packed->scales = scales;
@@ -180,7 +186,7 @@ QuantResult rtn_quantize(const Tensor& weight, const QuantizerConfig& config) {
   detail::RtnTotals totals;
   auto values = detail::rtn_groups(w, config, &result.packed, &totals);
   result.weight = values.to(weight.scalar_type());
-  result.stats.error = totals.weight_sq > 0 || totals.weight_sq != totals.weight_sq ? totals.error_sq / totals.weight_sq : 0.0;
+  result.stats.error = totals.weight_sq > 0 ? totals.error_sq / totals.weight_sq : 0.0;  // as relative_weight_error
   // Narrower dtypes can flush tiny values to zero: count those on the result.
   result.stats.sparsity = weight.scalar_type() == at::kFloat ? static_cast<double>(totals.zeros) / static_cast<double>(values.numel())
                                                             : detail::fraction_zero(result.weight);

@@ -20,12 +20,23 @@ Tensor block_mask(const Tensor& block, const Tensor& hinv_block, double ratio) {
   return detail::lowest_k_per_row(score.reshape({1, -1}), k).reshape(block.sizes());
 }
 
+void check_config(int64_t columns, const SparseGptConfig& config) {
+  const auto& sparsity = config.sparsity;
+  sparsity.validate();
+  detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "sparsegpt_prune");
+  if (sparsity.structured() && (columns % sparsity.m != 0 || config.blocksize % sparsity.m != 0))
+    fail("sparsegpt_prune: sparsity {} needs m = {} to divide in_features = {} and blocksize = {}",
+         sparsity.describe(), sparsity.m, columns, config.blocksize);
+  if (config.quantize) config.quantize->validate(columns);
+}
+
 }  // namespace
 
+// The configuration is checked before the factorization, so that a bad one fails at once.
 PruneResult sparsegpt_prune(const Tensor& weight, const Tensor& hessian, const SparseGptConfig& config) {
   detail::check_weight(weight, "sparsegpt_prune");
   detail::check_hessian(hessian, weight.size(1), "sparsegpt_prune");
-  detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "sparsegpt_prune");
+  check_config(weight.size(1), config);
   return sparsegpt_prune(weight, prepare_hessian(hessian.to(weight.device()), config.percdamp), config);
 }
 
@@ -33,13 +44,8 @@ PruneResult sparsegpt_prune(const Tensor& weight, const PreparedHessian& prepare
   detail::check_weight(weight, "sparsegpt_prune");
   const int64_t rows = weight.size(0), columns = weight.size(1);
   const auto& sparsity = config.sparsity;
-  sparsity.validate();
-  detail::check_percdamp_blocksize(config.percdamp, config.blocksize, "sparsegpt_prune");
+  check_config(columns, config);
   detail::check_prepared(prepared, columns, config.percdamp, /*act_order=*/false, "sparsegpt_prune");
-  if (sparsity.structured() && (columns % sparsity.m != 0 || config.blocksize % sparsity.m != 0))
-    fail("sparsegpt_prune: sparsity {} needs m = {} to divide in_features = {} and blocksize = {}",
-         sparsity.describe(), sparsity.m, columns, config.blocksize);
-  if (config.quantize) config.quantize->validate(columns);
   const double start = monotonic_seconds();
 
   auto W = weight.to(at::kFloat).clone();

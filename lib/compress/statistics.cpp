@@ -21,8 +21,13 @@ InputStatistics::InputStatistics(int64_t in_features, bool hessian, at::Device d
 }
 
 #if KICK_HAVE_BLAS_SYRK
-extern "C" void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha,
-                       const float* a, const int* lda, const float* beta, float* c, const int* ldc);
+// CBLAS (standard enum values; every BLAS CMake's FindBLAS picks here exports it), declared here so that no
+// cblas.h is needed. CMake asks FindBLAS for 32-bit integers.
+extern "C" void cblas_ssyrk(int order, int uplo, int trans, int n, int k, float alpha, const float* a, int lda,
+                            float beta, float* c, int ldc);
+namespace {
+constexpr int kCblasRowMajor = 101, kCblasUpper = 121, kCblasTrans = 112;
+}
 #endif
 
 namespace detail {
@@ -41,16 +46,20 @@ void syrk_upper_reference(Tensor& h, const Tensor& x, double alpha, double beta)
 
 bool syrk_uses_blas() { return KICK_HAVE_BLAS_SYRK != 0; }
 
-// BLAS sees the row-major [in, in] h as its transpose and x [n, in] as a column-major [in, n] A, so
-// its lower triangle of A A^T is h's upper triangle of x^T x.
 void syrk_upper(Tensor& h, const Tensor& x, double alpha, double beta) {
+  if (!h.defined() || h.dim() != 2 || h.size(0) != h.size(1) || !x.defined() || x.dim() != 2 || x.size(1) != h.size(0))
+    fail("syrk_upper: h {} and x {} (expected h [in, in] and x [n, in])",
+         h.defined() ? shape_string(h.sizes()) : std::string("undefined"),
+         x.defined() ? shape_string(x.sizes()) : std::string("undefined"));
 #if KICK_HAVE_BLAS_SYRK
   constexpr int64_t kIntMax = 2147483647;
   if (h.device().is_cpu() && x.device().is_cpu() && h.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat &&
-      h.is_contiguous() && x.is_contiguous() && h.size(0) <= kIntMax && x.size(0) <= kIntMax && x.size(0) > 0) {
-    const int n = static_cast<int>(h.size(0)), k = static_cast<int>(x.size(0));
-    const float a = static_cast<float>(alpha), b = static_cast<float>(beta);
-    ssyrk_("L", "N", &n, &k, &a, x.data_ptr<float>(), &n, &b, h.data_ptr<float>(), &n);
+      h.is_contiguous() && h.size(0) <= kIntMax && x.size(0) <= kIntMax && x.size(0) > 0) {
+    const auto xc = x.contiguous();
+    const int n = static_cast<int>(h.size(0)), k = static_cast<int>(xc.size(0));
+    // Row-major upper triangle of x^T x: A = x is [k, n] with lda = n, op(A) = A^T.
+    cblas_ssyrk(kCblasRowMajor, kCblasUpper, kCblasTrans, n, k, static_cast<float>(alpha), xc.data_ptr<float>(), n,
+                static_cast<float>(beta), h.data_ptr<float>(), n);
     return;
   }
 #endif

@@ -1,12 +1,11 @@
 // compress/task_list.cpp: the calibration driver's scheduler for one layer's per-group and per-Linear
-// work. Each task runs alone on one thread: BLAS, LAPACK and ATen's parallel loops called inside a
-// parallel region stay single-threaded, and for matrices of 192 to 1536 columns whole tasks on separate
-// threads beat every small op spread over all threads (docs/performance.md). A task's arithmetic does
-// not depend on the schedule, so neither do the bits.
-#include <atomic>
+// work. Each task runs alone on one thread: with an OpenMP BLAS (OpenBLAS's OpenMP build, MKL), BLAS,
+// LAPACK and ATen's parallel loops called inside a parallel region stay single-threaded, and for
+// matrices of 192 to 1536 columns whole tasks on separate threads beat every small op spread over all
+// threads (docs/performance.md). A task's arithmetic does not depend on the schedule, so neither do the bits.
+#include <condition_variable>
 #include <exception>
 #include <mutex>
-#include <thread>
 
 #include <ATen/Parallel.h>
 
@@ -24,20 +23,18 @@ void run_task_list(const std::vector<ListedTask>& tasks, bool side_by_side) {
     return;
   }
   std::mutex mutex;
-  std::vector<char> taken(static_cast<size_t>(n), 0);
-  std::vector<std::atomic<bool>> finished(static_cast<size_t>(n));
-  for (auto& f : finished) f.store(false);
-  std::atomic<bool> failed{false};
+  std::condition_variable changed;  // a task finished, or one failed
+  std::vector<char> taken(static_cast<size_t>(n), 0), finished(static_cast<size_t>(n), 0);
   std::exception_ptr first_error;
-  // The first task in list order that nobody has taken and whose predecessor has finished; -1 when all
-  // are taken (this worker is done); -2 when the remaining ones still wait.
+  // Under the lock: the first task in list order that nobody has taken and whose predecessor has
+  // finished; -1 once none is left to take (or one failed); -2 while the remaining ones still wait.
   auto take = [&]() -> int64_t {
-    std::lock_guard<std::mutex> lock(mutex);
+    if (first_error) return -1;
     bool remaining = false;
     for (int64_t i = 0; i < n; ++i) {
       if (taken[i]) continue;
       remaining = true;
-      if (tasks[i].after < 0 || finished[tasks[i].after].load(std::memory_order_acquire)) {
+      if (tasks[i].after < 0 || finished[tasks[i].after]) {
         taken[i] = 1;
         return i;
       }
@@ -46,21 +43,26 @@ void run_task_list(const std::vector<ListedTask>& tasks, bool side_by_side) {
   };
   at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
     for (int64_t worker = begin; worker < end; ++worker) {
-      while (!failed.load()) {
-        const int64_t i = take();
+      std::unique_lock<std::mutex> lock(mutex);
+      for (;;) {
+        int64_t i;
+        // A waiting task's predecessor is running on another thread, which notifies when it ends.
+        changed.wait(lock, [&] { return (i = take()) != -2; });
         if (i == -1) break;
-        if (i == -2) {
-          std::this_thread::yield();  // the predecessor runs on another thread; waits are milliseconds
-          continue;
-        }
+        lock.unlock();
+        std::exception_ptr error;
         try {
           tasks[i].run();
         } catch (...) {
-          std::lock_guard<std::mutex> lock(mutex);
-          if (!first_error) first_error = std::current_exception();
-          failed.store(true);  // tasks waiting on this one would wait forever: everyone stops
+          error = std::current_exception();
         }
-        finished[i].store(true, std::memory_order_release);
+        lock.lock();
+        if (error) {
+          if (!first_error) first_error = error;  // the tasks after it never start
+        } else {
+          finished[i] = 1;
+        }
+        changed.notify_all();
       }
     }
   });

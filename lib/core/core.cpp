@@ -249,8 +249,11 @@ void configure_allocator() {
 }
 
 void release_free_heap(size_t keep_bytes) {
-#if defined(__GLIBC__)
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
   if (mallinfo2().fordblks > keep_bytes) malloc_trim(0);
+#elif defined(__GLIBC__)
+  (void)keep_bytes;  // no mallinfo2 before glibc 2.33 (mallinfo's int fields overflow past 2 GB): always trim
+  malloc_trim(0);
 #else
   (void)keep_bytes;
 #endif

@@ -244,7 +244,8 @@ TEST_CASE("the capture pass feeds the hook the inputs a full forward would", "[c
 
 TEST_CASE("solving a layer's Linears side by side gives the bits of solving them one after another", "[calibration]") {
   // With one thread the driver solves the Linears (and prepares the shared Hessians) in order; with two,
-  // as parallel tasks. Every report field but the timings must match too.
+  // as parallel tasks. The weights, and each Linear's reported output error, solver error, sparsity,
+  // damping and Cholesky retries, must match.
   const int threads = at::get_num_threads();
   for (const std::string method : {"sparsegpt", "gptq", "wanda", "rtn"}) {
     INFO(method);
@@ -268,6 +269,8 @@ TEST_CASE("solving a layer's Linears side by side gives the bits of solving them
         CHECK(stats["output_error_sample"] == other["output_error_sample"]);
         CHECK(stats["sparsity"] == other["sparsity"]);
         CHECK(stats["damping"] == other["damping"]);
+        CHECK(stats["error"] == other["error"]);
+        CHECK(stats["cholesky_retries"] == other["cholesky_retries"]);
       }
     }
     CHECK(reports[0].overall_sparsity == reports[1].overall_sparsity);

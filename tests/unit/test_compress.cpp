@@ -4,9 +4,12 @@
 // configuration rejection.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "../../lib/compress/internal.hpp"  // the OBS sweep kernel and selection, tested against their references
 #include "kick/compress.hpp"
@@ -526,12 +529,44 @@ TEST_CASE("the BLAS symmetric rank-k update agrees with its ATen reference and w
     CHECK(max_abs_diff(blas.triu(), exact) <= 1e-5 * scale);
     CHECK(max_abs_diff(reference.triu(), exact) <= 1e-5 * scale);
   }
-  // Non-contiguous input and a first batch (beta = 0 on a zero accumulator) take the same result.
+  // A transposed (non-contiguous) input and a first batch (beta = 0 on a zero accumulator).
   auto x = at::randn({64, 40}).t();
   auto h = at::zeros({64, 64}), expected = at::zeros({64, 64});
   kc::detail::syrk_upper(h, x, 1.0, 0.0);
-  kc::detail::syrk_upper_reference(expected, x.contiguous(), 1.0, 0.0);
+  kc::detail::syrk_upper_reference(expected, x, 1.0, 0.0);
   CHECK(max_abs_diff(h.triu(), expected.triu()) <= 1e-5 * expected.abs().max().item<double>());
+  CHECK(at::equal(kc::detail::gram(x), kc::detail::gram(x).t()));
+  require_error([&] { kc::detail::syrk_upper(h, at::zeros({8, 63}), 1.0, 0.0); }, {"syrk_upper", "[8, 63]", "[64, 64]"});
+}
+
+TEST_CASE("the layer task list keeps every task's predecessor first and stops at the first failure", "[compress]") {
+  for (bool side_by_side : {false, true}) {
+    INFO("side by side: " << side_by_side);
+    // Predecessors that take longer than their followers: a follower must still start after them.
+    std::vector<std::atomic<int>> done(6);
+    std::vector<int> seen(6, -1);
+    std::vector<kc::detail::ListedTask> tasks;
+    for (int i = 0; i < 6; ++i) {
+      const int64_t after = i < 2 ? -1 : i - 2;
+      tasks.push_back({after, [&, i, after] {
+        if (i < 2) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        seen[i] = after < 0 ? 1 : done[after].load();
+        done[i].store(1);
+      }});
+    }
+    kc::detail::run_task_list(tasks, side_by_side);
+    for (int i = 0; i < 6; ++i) CHECK(seen[i] == 1);
+    // A failing task: its follower never runs and the error comes back.
+    std::atomic<int> followers{0};
+    std::vector<kc::detail::ListedTask> failing = {
+        {-1, [] { kick::fail("task 0 failed on purpose"); }},
+        {0, [&] { ++followers; }},
+        {-1, [] {}}};
+    require_error([&] { kc::detail::run_task_list(failing, side_by_side); }, {"task 0 failed on purpose"});
+    CHECK(followers.load() == 0);
+  }
+  std::vector<kc::detail::ListedTask> backwards = {{1, [] {}}, {-1, [] {}}};
+  require_error([&] { kc::detail::run_task_list(backwards, false); }, {"run_task_list", "task 0 waits for task 1"});
 }
 
 TEST_CASE("a prepared Hessian shared by several Linears gives the bits of each solving alone", "[compress]") {
