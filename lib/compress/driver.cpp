@@ -1,11 +1,11 @@
 // The one calibration driver every method uses: layer by layer, capture each decoder layer's input for
 // all calibration windows, accumulate statistics per distinct Linear input (q/k/v share one, gate/up
-// share one), solve each Linear with its method's pure function, then re-run the compressed layer to
-// produce the next layer's input. Peak memory: the model plus two activation buffers and one layer's
-// statistics.
+// share one), prepare each group once (its sample's Gram matrix, SparseGPT/GPTQ's shared Hessian factor),
+// solve each Linear with its method's pure function (on CPU as tasks side by side, task_list.cpp), then
+// re-run the compressed layer to produce the next layer's input. Peak memory: the model plus two
+// activation buffers and one layer's statistics.
 #include <map>
 #include <set>
-
 
 #include "internal.hpp"
 #include "kick/model.hpp"
