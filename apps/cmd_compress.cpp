@@ -135,7 +135,7 @@ void register_compress(CLI::App& app) {
   cmd->add_flag("--quantize", s.sparsegpt_quantize, "SparseGPT: quantize jointly to --bits/--group-size");
   cmd->add_option("--awq-grid", s.awq_grid, "AWQ scale search grid points")->capture_default_str();
   cmd->add_flag("--awq-no-clip", s.awq_no_clip, "AWQ: skip the clipping search");
-  cmd->add_option("--calibration", args->calibration.source, "calibration text (relative paths under KICK_DATA)")->capture_default_str();
+  cmd->add_option("--calibration", args->calibration.source, "calibration text (relative paths under KICK_DATA), or windows saved by --save-calibration")->capture_default_str();
   cmd->add_option("--nsamples", args->calibration.nsamples, "calibration windows")->capture_default_str();
   cmd->add_option("--seqlen", args->calibration.seqlen, "calibration window length (default: min(2048, context))");
   cmd->add_option("--seed", args->calibration.seed, "calibration sampling seed")->capture_default_str();
@@ -192,8 +192,10 @@ void register_compress(CLI::App& app) {
       if (config.seqlen <= 0) config.seqlen = std::min<int64_t>(2048, model.config().max_position);
       const double t0 = monotonic_seconds();
       calibration = std::make_unique<compress::CalibrationData>(compress::load_calibration(model.tokenizer(), config));
-      std::fprintf(stderr, "kick: calibration %s: %lld windows x %lld tokens from %lld (%s)\n", calibration->source.c_str(),
-                   (long long)config.nsamples, (long long)config.seqlen, (long long)calibration->corpus_tokens,
+      const std::string origin = calibration->corpus_tokens > 0 ? fmt::format("from {} corpus tokens", calibration->corpus_tokens)
+                                                                 : std::string("saved windows");
+      std::fprintf(stderr, "kick: calibration %s: %lld windows x %lld tokens, %s (%s)\n", calibration->source.c_str(),
+                   (long long)config.nsamples, (long long)config.seqlen, origin.c_str(),
                    format_duration(monotonic_seconds() - t0).c_str());
       if (!args->save_calibration.empty()) {
         write_safetensors(args->save_calibration, {{"input_ids", calibration->windows}},

@@ -1,8 +1,10 @@
 // Calibration text for compression: reads a corpus from KICK_DATA (Alpaca JSON, JSON Lines or plain
-// text), tokenizes it once and draws seeded windows of seqlen tokens.
+// text), tokenizes it once and draws seeded windows of seqlen tokens; or reads back the windows an
+// earlier run saved (--save-calibration, a safetensors file).
 #include <random>
 
 #include "kick/compress.hpp"
+#include "kick/io.hpp"
 #include "kick/tokenizer.hpp"
 
 namespace kick::compress {
@@ -66,6 +68,46 @@ std::string corpus_text(const std::string& path, const std::string& bytes) {
   return text;
 }
 
+// A safetensors file (what --save-calibration writes): a little-endian u64 header length, then a JSON
+// object of that length. Decided by content, never by the file's name.
+bool looks_like_safetensors(const std::string& bytes) {
+  if (bytes.size() < 10) return false;
+  uint64_t header = 0;
+  for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  return header >= 2 && header <= bytes.size() - 8 && bytes[8] == '{';
+}
+
+// Windows saved by an earlier run: its "input_ids" [nsamples, seqlen] int64, which must match the request
+// and the tokenizer's vocabulary, so that the same windows can be reused without the corpus.
+CalibrationData saved_windows(const Tokenizer& tokenizer, const CalibrationConfig& config, const std::string& path,
+                              const std::string& bytes) {
+  nlohmann::json metadata;
+  auto tensors = read_safetensors(path, &metadata);
+  auto it = tensors.find("input_ids");
+  if (it == tensors.end()) fail("{}: safetensors calibration file has no tensor \"input_ids\"", path);
+  const Tensor& ids = it->second;
+  if (ids.dim() != 2 || ids.scalar_type() != at::kLong)
+    fail("{}: input_ids is {} {} (expected int64 [nsamples, seqlen], as --save-calibration writes)", path,
+         dtype_name(ids.scalar_type()), shape_string(ids.sizes()));
+  if (ids.size(0) != config.nsamples || ids.size(1) != config.seqlen)
+    fail("{}: holds {} windows of {} tokens; pass --nsamples {} --seqlen {} to use them", path, ids.size(0),
+         ids.size(1), ids.size(0), ids.size(1));
+  if (ids.numel() > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= tokenizer.vocab_size()))
+    fail("{}: input_ids outside this tokenizer's vocabulary [0, {})", path, tokenizer.vocab_size());
+  CalibrationData data;
+  data.source = path;
+  data.content_hash = fnv1a64_hex(bytes);
+  data.windows = ids.clone();  // not aliasing the file mapping
+  if (metadata.is_object() && metadata.contains("seed") && metadata["seed"].is_string()) {
+    try {
+      data.seed = std::stoull(metadata["seed"].get<std::string>());
+    } catch (const std::exception&) {
+      fail("{}: __metadata__.seed \"{}\" is not a number", path, metadata["seed"].get<std::string>());
+    }
+  }
+  return data;
+}
+
 }  // namespace
 
 nlohmann::json CalibrationData::to_json() const {
@@ -83,6 +125,7 @@ CalibrationData load_calibration(const Tokenizer& tokenizer, const CalibrationCo
   std::filesystem::path path = config.source;
   if (path.is_relative() && !std::filesystem::exists(path)) path = data_path(path);
   const std::string bytes = read_file(path);
+  if (looks_like_safetensors(bytes)) return saved_windows(tokenizer, config, path.string(), bytes);
   const std::string text = corpus_text(path.string(), bytes);
   auto ids = tokenizer.encode(text, tokenizer.add_bos_default());
   const auto available = static_cast<int64_t>(ids.size());

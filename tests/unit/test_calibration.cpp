@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include "kick/compress.hpp"
+#include "kick/io.hpp"
 #include "kick/model.hpp"
 #include "test_helpers.hpp"
 
@@ -63,6 +64,32 @@ TEST_CASE("calibration windows are seeded, in range and reproducible", "[calibra
   CHECK_FALSE(at::equal(load_calibration(model.tokenizer(), other).windows, a.windows));
   other.source = "/nonexistent/calib.json";
   CHECK_THROWS_WITH(load_calibration(model.tokenizer(), other), Catch::Contains("/nonexistent/calib.json"));
+}
+
+TEST_CASE("windows saved by --save-calibration load back as they were, and bad ones are refused", "[calibration]") {
+  Model model = stories();
+  auto drawn = small_calibration(model);
+  const auto dir = test::scratch_dir("saved_windows");
+  const std::string path = (dir / "windows.safetensors").string();
+  write_safetensors(path, {{"input_ids", drawn.windows}}, {{"seed", "3"}});
+  CalibrationConfig config;
+  config.source = path;
+  config.nsamples = 8;
+  config.seqlen = 64;
+  auto loaded = load_calibration(model.tokenizer(), config);
+  CHECK(at::equal(loaded.windows, drawn.windows));
+  CHECK(loaded.seed == 3);
+  CHECK(loaded.source == path);
+  config.nsamples = 16;
+  CHECK_THROWS_WITH(load_calibration(model.tokenizer(), config),
+                    Catch::Contains("holds 8 windows of 64 tokens") && Catch::Contains("--nsamples 8 --seqlen 64"));
+  config.nsamples = 8;
+  write_safetensors(path, {{"input_ids", drawn.windows + model.config().vocab_size}});
+  CHECK_THROWS_WITH(load_calibration(model.tokenizer(), config), Catch::Contains("outside this tokenizer's vocabulary"));
+  write_safetensors(path, {{"input_ids", drawn.windows.to(at::kFloat)}});
+  CHECK_THROWS_WITH(load_calibration(model.tokenizer(), config), Catch::Contains("expected int64 [nsamples, seqlen]"));
+  write_safetensors(path, {{"tokens", drawn.windows}});
+  CHECK_THROWS_WITH(load_calibration(model.tokenizer(), config), Catch::Contains("no tensor \"input_ids\""));
 }
 
 TEST_CASE("pruning the whole model gives exact per-row sparsity and N:M patterns", "[calibration]") {

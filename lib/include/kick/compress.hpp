@@ -179,6 +179,8 @@ namespace kick::compress {
 struct CalibrationConfig {
   // A file: relative paths resolve under KICK_DATA. Alpaca-style JSON arrays (instruction/input/output),
   // JSON Lines with a "text" field, or plain text.
+  // Or a safetensors file of windows an earlier run saved (--save-calibration): used as they are; its
+  // shape must equal [nsamples, seqlen].
   std::string source = "calibration/alpaca_5000.json";
   int64_t nsamples = 128;
   int64_t seqlen = 2048;
