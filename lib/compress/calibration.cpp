@@ -68,15 +68,6 @@ std::string corpus_text(const std::string& path, const std::string& bytes) {
   return text;
 }
 
-// A safetensors file (what --save-calibration writes): a little-endian u64 header length, then a JSON
-// object of that length. Decided by content, never by the file's name.
-bool looks_like_safetensors(const std::string& bytes) {
-  if (bytes.size() < 10) return false;
-  uint64_t header = 0;
-  for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
-  return header >= 2 && header <= bytes.size() - 8 && bytes[8] == '{';
-}
-
 // Windows saved by an earlier run: its "input_ids" [nsamples, seqlen] int64, which must match the request
 // and the tokenizer's vocabulary, so that the same windows can be reused without the corpus.
 CalibrationData saved_windows(const Tokenizer& tokenizer, const CalibrationConfig& config, const std::string& path,
@@ -125,7 +116,8 @@ CalibrationData load_calibration(const Tokenizer& tokenizer, const CalibrationCo
   std::filesystem::path path = config.source;
   if (path.is_relative() && !std::filesystem::exists(path)) path = data_path(path);
   const std::string bytes = read_file(path);
-  if (looks_like_safetensors(bytes)) return saved_windows(tokenizer, config, path.string(), bytes);
+  // What --save-calibration writes is recognised by content, never by the file's name.
+  if (looks_like_safetensors(bytes, bytes.size())) return saved_windows(tokenizer, config, path.string(), bytes);
   const std::string text = corpus_text(path.string(), bytes);
   auto ids = tokenizer.encode(text, tokenizer.add_bos_default());
   const auto available = static_cast<int64_t>(ids.size());

@@ -338,11 +338,10 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
       // after its group's; widest first within each, so that the longest chains start first.
       std::vector<detail::ListedTask> listed;
       std::map<std::string, int64_t> group_task;
-      std::vector<std::string> by_width = keys;
-      std::stable_sort(by_width.begin(), by_width.end(), [&](const std::string& a, const std::string& b) {
+      std::stable_sort(keys.begin(), keys.end(), [&](const std::string& a, const std::string& b) {
         return captures.at(a).stats->in_features() > captures.at(b).stats->in_features();
       });
-      for (const auto& key : by_width) {
+      for (const auto& key : keys) {
         group_task[key] = static_cast<int64_t>(listed.size());
         listed.push_back({-1, [&, key] {
           const Tensor& x = samples.at(key);

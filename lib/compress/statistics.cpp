@@ -177,11 +177,14 @@ PreparedHessian prepare_hessian(const Tensor& hessian, double percdamp, bool act
     fail("prepare_hessian: hessian has shape {} (expected a square [in, in] matrix)",
          hessian.defined() ? shape_string(hessian.sizes()) : std::string("undefined"));
   detail::check_percdamp_blocksize(percdamp, 1, "prepare_hessian");
-  auto h = hessian.to(at::kFloat).clone();
+  auto h = hessian.to(at::kFloat);  // inverse_hessian_factor copies it; only a dead-column fix needs one here
   PreparedHessian prepared;
   prepared.dead = at::diag(h) == 0;
   prepared.any_dead = prepared.dead.any().item<bool>();
-  if (prepared.any_dead) h.diagonal().masked_fill_(prepared.dead, 1.0);
+  if (prepared.any_dead) {
+    h = h.clone();
+    h.diagonal().masked_fill_(prepared.dead, 1.0);
+  }
   if (act_order) {
     prepared.perm = at::argsort(at::diag(h), /*dim=*/-1, /*descending=*/true);
     h = h.index_select(0, prepared.perm).index_select(1, prepared.perm);

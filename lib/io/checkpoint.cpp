@@ -99,13 +99,10 @@ FileKind sniff(const std::string& path) {
   if (got >= 4 && std::memcmp(head, "GGUF", 4) == 0) return FileKind::gguf;
   if (got >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return FileKind::pickle;
   if (got >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return FileKind::pickle;
-  if (got == 9 && head[8] == '{') {
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | head[i];
-    std::error_code ec;
-    uint64_t size = fs::file_size(path, ec);
-    if (!ec && header_len <= size - 8) return FileKind::safetensors;
-  }
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  if (!ec && looks_like_safetensors(std::string_view(reinterpret_cast<const char*>(head), static_cast<size_t>(got)), size))
+    return FileKind::safetensors;
   return FileKind::llama2c;
 }
 

@@ -104,6 +104,11 @@ TensorEntry parse_entry(const std::string& path, const std::string& name, const 
 
 }  // namespace
 
+bool looks_like_safetensors(std::string_view head, uint64_t file_size) {
+  if (head.size() < 9 || file_size < 9 || head[8] != '{') return false;
+  return read_u64_le(reinterpret_cast<const uint8_t*>(head.data())) <= file_size - 8;
+}
+
 std::map<std::string, Tensor> read_safetensors(const std::string& path, nlohmann::json* metadata) {
   auto file = std::make_shared<MappedFile>(path);
   if (file->size() < 8) fail("{}: too small for a safetensors header ({} bytes)", path, file->size());

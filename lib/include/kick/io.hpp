@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kick/core.hpp"
@@ -84,6 +85,9 @@ void check_checkpoint_tensors(const Checkpoint& ckpt);
 
 // --- format-level readers and writers (lib/io/*.cpp) ---
 
+// A file's first bytes (at least 9) and its size describe a safetensors file: a little-endian u64 header
+// length that fits in the file, then the JSON header's '{'. For recognising files by content.
+bool looks_like_safetensors(std::string_view head, uint64_t file_size);
 // safetensors: one file. Tensors alias the mapped file (copy-on-write).
 std::map<std::string, Tensor> read_safetensors(const std::string& path,
                                                nlohmann::json* metadata = nullptr);
