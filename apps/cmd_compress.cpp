@@ -181,9 +181,12 @@ void register_compress(CLI::App& app) {
       fail("{}: already exists; pass --overwrite to replace it", args->out);
     }
 
-    Model model = load_model(args->model);
+    // Compression rewrites every Linear in place: on CPU, read the weights into private memory rather
+    // than take a copy-on-write fault per page (FileAccess).
+    Model model = load_model(args->model, parse_device(args->model.device).is_cpu() ? FileAccess::private_memory
+                                                                                   : FileAccess::copy_on_write);
     for (const auto& plan : stages) plan.validate(model.config().hidden_size, model.config().intermediate_size);
-    const std::string source_hash = content_hash(resolve_model_path(args->model.model));
+    auto source_hash = content_hash_in_background(resolve_model_path(args->model.model));
     bool any_calibration = false;
     for (const auto& plan : stages) any_calibration = any_calibration || plan.needs_calibration();
     std::unique_ptr<compress::CalibrationData> calibration;
@@ -218,7 +221,7 @@ void register_compress(CLI::App& app) {
       report.packed.clear();
       reports.push_back(std::move(report));
     }
-    auto metadata = compress::compression_metadata(model, stages, reports, calibration.get(), source_hash);
+    auto metadata = compress::compression_metadata(model, stages, reports, calibration.get(), source_hash.get());
     compress::save_compressed_model(args->out, model, metadata, packed, args->overwrite);
     std::printf("saved %s (compression.json: %s)\n", args->out.c_str(), stages.back().method.c_str());
   });

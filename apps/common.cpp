@@ -17,13 +17,14 @@ void add_model_options(CLI::App& command, ModelArgs& args) {
   command.add_option("-t,--threads", args.threads, "intra-op threads (0: one per core)")->capture_default_str();
 }
 
-Model load_model(const ModelArgs& args) {
+Model load_model(const ModelArgs& args, FileAccess weights) {
   configure_threads(args.threads);
   ModelOptions options;
   options.device = parse_device(args.device);
   options.dtype = parse_dtype(args.dtype);
   LoadOptions load_options;
   load_options.tokenizer_path = args.tokenizer;
+  load_options.weights = weights;
   const double start = monotonic_seconds();
   Model model = Model::load(resolve_model_path(args.model), options, load_options);
   std::fprintf(stderr, "kick: loaded %s (%s, %.1fM parameters, %s on %s, %d threads) in %s\n",

@@ -20,8 +20,9 @@ struct ModelArgs {
 
 // Adds --model/--tokenizer/--device/--dtype/--threads to a subcommand.
 void add_model_options(CLI::App& command, ModelArgs& args);
-// Applies the thread setting and loads the model, printing one line about it to stderr.
-Model load_model(const ModelArgs& args);
+// Applies the thread setting and loads the model, printing one line about it to stderr. `weights`: see
+// LoadOptions::weights.
+Model load_model(const ModelArgs& args, FileAccess weights = FileAccess::copy_on_write);
 
 void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);

@@ -42,18 +42,23 @@ struct GroupCapture {
 // ||x W^T - x' W'^T||^2 / ||x W^T||^2 on a token sample x, where x' = x / s differs from x only where
 // AWQ folded input scales s into W' (so x' W'^T = x (W' / s)^T). Where AWQ also divided W's rows by the
 // next group's scales r (v_proj, up_proj), the reference is the folded, unquantized W / r: the error
-// measures quantization, not the fold. Through the sample's Gram matrix x^T x when the group's input is
-// narrow enough for that to be cheaper (a [in, in] product per Linear instead of a [tokens, out] one),
-// else directly; the two differ only in rounding.
-double relative_output_error(const Tensor& original, const Tensor& compressed, const Tensor& input_scales,
-                             const Tensor& row_scales, const Tensor& x, const Tensor& gram) {
-  if (!x.defined() || x.size(0) == 0) return -1;
+// measures quantization, not the fold. Through the sample's Gram matrix x^T x (as its Cholesky factor L:
+// ||m L||^2) when the group's input is narrow enough for that to be cheaper (a triangular [in, in] product per
+// Linear instead of a [tokens, out] one), else directly; the forms differ only in rounding.
+// The two norms are separate tasks: the reference does not wait for the solve.
+Tensor reference_weight(const Tensor& original, const Tensor& row_scales) {
   auto w = original.to(at::kFloat);
-  if (row_scales.defined()) w = w / row_scales.view({-1, 1});
+  return row_scales.defined() ? w / row_scales.view({-1, 1}) : w;
+}
+double reference_output_norm(const Tensor& original, const Tensor& row_scales, const Tensor& x,
+                             const detail::SampleGram& gram) {
+  return detail::squared_output_norm(reference_weight(original, row_scales), x, gram);
+}
+double residual_output_norm(const Tensor& original, const Tensor& compressed, const Tensor& input_scales,
+                            const Tensor& row_scales, const Tensor& x, const detail::SampleGram& gram) {
   auto seen = compressed.to(at::kFloat);
   if (input_scales.defined()) seen = seen / input_scales.view({1, -1});
-  const auto xf = x.to(at::kFloat);
-  return detail::squared_output_norm(w - seen, xf, gram) / std::max(detail::squared_output_norm(w, xf, gram), 1e-30);
+  return detail::squared_output_norm(reference_weight(original, row_scales) - seen, x, gram);
 }
 
 // Searches AWQ scales for one group and folds them: the group's weights are multiplied by s per input
@@ -318,7 +323,8 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
       // Per group: its token sample, the sample's Gram matrix (for the output error, when the input is
       // narrow enough for that to be cheaper) and, for SparseGPT/GPTQ, the prepared Hessian that all of
       // the group's Linears share.
-      std::map<std::string, Tensor> samples, scaled_samples, grams, folded_scales, row_folds;
+      std::map<std::string, Tensor> samples, scaled_samples, folded_scales, row_folds;
+      std::map<std::string, detail::SampleGram> grams;
       std::map<std::string, PreparedHessian> prepared;
       std::vector<std::string> keys;
       for (size_t g : phase) {
@@ -327,7 +333,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
         keys.push_back(group.key);
         samples[group.key] = capture.sample();
         scaled_samples[group.key] = samples[group.key];
-        grams[group.key] = Tensor();
+        grams[group.key] = detail::SampleGram{};
         if (wants_hessian) prepared[group.key] = PreparedHessian{};
         if (capture.stats->nonfinite() > 0) {
           report.faults.push_back({{"layer", li}, {"input", group.key}, {"kind", "nonfinite_activations"},
@@ -344,8 +350,12 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
       for (const auto& key : keys) {
         group_task[key] = static_cast<int64_t>(listed.size());
         listed.push_back({-1, [&, key] {
-          const Tensor& x = samples.at(key);
-          if (x.defined() && x.size(1) * 2 <= x.size(0)) grams.at(key) = detail::gram(x);
+          Tensor& x = samples.at(key);
+          if (x.defined() && x.size(1) * 2 <= x.size(0)) grams.at(key) = detail::sample_gram(x);
+          // A bf16 forward's sample holds bf16 values: back in bf16 (exactly), its direct products run as the
+          // forward's GEMMs do (squared_output_norm).
+          else if (x.defined() && forward_dtype == at::kBFloat16 && device.is_cpu() && plan.method != "awq")
+            x = x.to(at::kBFloat16);
           if (wants_hessian)
             prepared.at(key) = prepare_hessian(captures.at(key).stats->hessian(), plan.percdamp,
                                                plan.method == "gptq" && plan.act_order);
@@ -370,12 +380,12 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
         std::string name;
         LayerStats stats;
         QuantizedWeight packed;
-        double output_error = -1;
+        double reference_norm = -1, residual_norm = -1;
         int64_t zeros = 0;
       };
       std::vector<LinearTask> tasks;
       for (size_t g : phase)
-        for (const auto& name : linear_groups()[g].linears) tasks.push_back({linear_groups()[g].key, name, {}, {}, -1, 0});
+        for (const auto& name : linear_groups()[g].linears) tasks.push_back({linear_groups()[g].key, name, {}, {}, -1, -1, 0});
       std::vector<size_t> by_cost(tasks.size());
       for (size_t i = 0; i < by_cost.size(); ++i) by_cost[i] = i;
       auto cost = [&](size_t i) {
@@ -395,10 +405,23 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
                                     scaled_samples.at(task.group), plan.keep_packed && quantizes ? &task.packed : nullptr);
           const Tensor original = find_or_undefined(originals, task.name);
           if (plan.preserve_zeros) weight.masked_fill_(original == 0, 0);
-          task.output_error = relative_output_error(original, weight, find_or_undefined(folded_scales, task.group),
-                                                    find_or_undefined(row_folds, task.name), samples.at(task.group),
-                                                    grams.at(task.group));
+          const Tensor& x = samples.at(task.group);
+          if (x.defined() && x.size(0) > 0)
+            task.residual_norm = residual_output_norm(original, weight, find_or_undefined(folded_scales, task.group),
+                                                      find_or_undefined(row_folds, task.name), x, grams.at(task.group));
           task.zeros = (weight == 0).sum().item<int64_t>();
+        }});
+      }
+      // The reference norms last: they fill the threads while the longest solves finish.
+      for (size_t i : by_cost) {
+        const Tensor& x = samples.at(tasks[i].group);
+        if (!x.defined() || x.size(0) == 0) continue;
+        auto after = group_task.find(tasks[i].group);
+        listed.push_back({after == group_task.end() ? -1 : after->second, [&, i] {
+          auto& task = tasks[i];
+          task.reference_norm = reference_output_norm(find_or_undefined(originals, task.name),
+                                                      find_or_undefined(row_folds, task.name),
+                                                      samples.at(task.group), grams.at(task.group));
         }});
       }
       // AWQ's clip search is large GEMMs over the token sample: one Linear at a time, on all threads.
@@ -410,7 +433,7 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
                                    {"retries", task.stats.cholesky_retries}, {"damping", task.stats.damping}});
         }
         auto j = task.stats.to_json();
-        j["output_error_sample"] = task.output_error;
+        j["output_error_sample"] = task.residual_norm < 0 ? -1.0 : task.residual_norm / std::max(task.reference_norm, 1e-30);
         layer_report["linears"][task.name] = j;
         zeros += task.zeros;
         total += layer.linear(task.name).numel();

@@ -35,7 +35,13 @@ double fraction_zero(const Tensor& tensor) {
 
 double squared_output_norm(const Tensor& m, const Tensor& x, const Tensor& gram) {
   if (gram.defined()) return (at::matmul(m, gram) * m).sum().clamp_min(0).item<double>();  // rounding can dip below 0
-  return at::matmul(x, m.t()).pow(2).sum().item<double>();
+  if (x.scalar_type() == at::kBFloat16) return at::matmul(x, m.to(at::kBFloat16).t()).to(at::kFloat).pow(2).sum().item<double>();
+  return at::matmul(x.to(at::kFloat), m.to(at::kFloat).t()).pow(2).sum().item<double>();
+}
+
+double squared_output_norm(const Tensor& m, const Tensor& x, const SampleGram& gram) {
+  if (gram.lower.defined()) return squared_norm_times_lower(m, gram.lower);
+  return squared_output_norm(m, x, gram.full);
 }
 
 double relative_weight_error(const Tensor& original, const Tensor& changed) {

@@ -68,6 +68,17 @@ void syrk_upper_reference(Tensor& h, const Tensor& x, double alpha, double beta)
 bool syrk_uses_blas();
 Tensor symmetric_from_upper(const Tensor& h);  // h's upper triangle mirrored below the diagonal
 Tensor gram(const Tensor& x);                  // x^T x for x [n, in], exactly symmetric, through syrk_upper
+// A token sample x [n, in] in the form the output-error report uses: the lower Cholesky factor L of x^T x when
+// fp32 gives one (then ||x m^T||^2 = ||m L||^2, a triangular product at half a GEMM's FLOPs), else x^T x itself
+// (`full`; a sample whose Gram matrix is singular: dead channels, fewer tokens than columns).
+struct SampleGram {
+  Tensor lower, full;
+};
+SampleGram sample_gram(const Tensor& x);
+// ||m L||^2 for m [out, in] and lower-triangular L [in, in]: BLAS strmm on a copy of m where kick was built with a
+// BLAS (KICK_HAVE_BLAS_SYRK) and L is contiguous fp32 on CPU, else the reference, a full GEMM.
+double squared_norm_times_lower(const Tensor& m, const Tensor& lower);
+double squared_norm_times_lower_reference(const Tensor& m, const Tensor& lower);
 struct InverseHessianFactor {
   Tensor upper;          // upper Cholesky factor of (H + damp I)^-1
   double damping = 0;    // fraction of mean(diag H) actually added
@@ -109,17 +120,35 @@ ObsSweepResult obs_sweep(ObsSweep& sweep);
 ObsSweepResult obs_sweep_reference(ObsSweep& sweep);  // one ATen op per column, any device
 ObsSweepResult obs_sweep_cpu(ObsSweep& sweep);        // rows in parallel; same arithmetic, same order
 
+// ---- channel moments (statistics.cpp) ----
+// Per-column sums of x^2 and |x| over the rows of x ([n, in]) whose values are all finite, and how many
+// rows those were. The CPU kernel (fp32 or bf16, contiguous) sums in fixed row chunks combined in order; the
+// reference is ATen ops, any device and dtype. They differ by rounding only.
+struct ChannelSums {
+  Tensor squares, absolutes;
+  int64_t finite_rows = 0;
+};
+ChannelSums channel_sums_cpu(const Tensor& x);
+ChannelSums channel_sums_reference(const Tensor& x);
+
 // ---- selection (nm_mask.cpp) ----
 // Mask of the k lowest scores of each row of [R, C] scores, ties broken by position: exactly what a
 // stable ascending sort's first k select, in linear time. lowest_k_by_sort is that sort (the reference).
 Tensor lowest_k_per_row(const Tensor& scores, int64_t k);
 Tensor lowest_k_by_sort(const Tensor& scores, int64_t k);
+// The k-th smallest (1-based) of `count` floats, none NaN, by radix select (a high-bits histogram, then
+// nth_element within one bucket): what lowest_k_per_row uses on long rows.
+float kth_smallest_radix(const float* values, int64_t count, int64_t k);
 
 double fraction_zero(const Tensor& tensor);
 // ||a - b||^2 / ||a||^2 (0 when a is all zero).
 double relative_weight_error(const Tensor& original, const Tensor& changed);
 // ||x m^T||^2 (summed over tokens and outputs) for a weight difference or weight m [out, in] and inputs
-// x [tokens, in]; through gram = x^T x [in, in] when that is given (the same sum, other rounding).
+// x [tokens, in]; through gram = x^T x [in, in] when that is given (the same sum, other rounding). Directly,
+// in fp32, or with bf16 x as a bf16 GEMM (m rounded to bf16, products summed in fp32 inside the GEMM, outputs
+// rounded to bf16 and their squares summed in fp32): what a bf16 forward computes.
 double squared_output_norm(const Tensor& m, const Tensor& x, const Tensor& gram);
+// The same through a SampleGram of x: ||m L||^2, or through x^T x, or (neither given) directly.
+double squared_output_norm(const Tensor& m, const Tensor& x, const SampleGram& gram);
 
 }  // namespace kick::compress::detail

@@ -1,11 +1,77 @@
 // compress/statistics.cpp: the calibration statistics accumulator (InputStatistics) and the Hessian
 // preparation the second-order solvers share (prepare_hessian): dead columns, act order and the damped
 // inverse-Hessian factor.
-#include <cmath>
+#include <ATen/Parallel.h>
 
+#include <cmath>
+#include <cstring>
+
+#include "../model/cpu_elements.hpp"
 #include "internal.hpp"
 
 namespace kick::compress {
+
+namespace detail {
+
+ChannelSums channel_sums_reference(const Tensor& x) {
+  auto x32 = x.to(at::kFloat);
+  auto finite = at::isfinite(x32).all(1);
+  auto kept = x32.index({finite});
+  return {kept.pow(2).sum(0), kept.abs().sum(0), kept.size(0)};
+}
+
+namespace {
+constexpr int64_t kChannelSumRows = 128;  // rows per partial sum: fixed, so the result is the same on any thread count
+
+template <typename T>
+KICK_CLONES_FMA void channel_sums_rows(const T* x, int64_t in, int64_t begin, int64_t end, float* squares,
+                                       float* absolutes, int64_t* finite_rows) {
+  for (int64_t r = begin; r < end; ++r) {
+    const T* row = x + r * in;
+    // Inf and NaN have every exponent bit set. An integer OR vectorizes where a float reduction would not.
+    uint32_t nonfinite = 0;
+    for (int64_t c = 0; c < in; ++c) {
+      const float v = cpu::load(row, c);
+      uint32_t bits;
+      std::memcpy(&bits, &v, sizeof bits);
+      nonfinite |= static_cast<uint32_t>((bits & 0x7F800000u) == 0x7F800000u);
+    }
+    if (nonfinite) continue;
+    ++*finite_rows;
+    for (int64_t c = 0; c < in; ++c) {
+      const float v = cpu::load(row, c);
+      squares[c] += v * v;
+      absolutes[c] += std::fabs(v);
+    }
+  }
+}
+}  // namespace
+
+ChannelSums channel_sums_cpu(const Tensor& x) {
+  if (!cpu::fused_dtype(x) || x.dim() != 2 || !x.is_contiguous())
+    fail("channel_sums_cpu: expected a contiguous 2-D fp32 or bf16 CPU tensor, got {} {}", dtype_name(x.scalar_type()),
+         shape_string(x.sizes()));
+  const int64_t rows = x.size(0), in = x.size(1), chunks = (rows + kChannelSumRows - 1) / kChannelSumRows;
+  auto partial = at::zeros({std::max<int64_t>(chunks, 1), 2, in}, x.options().dtype(at::kFloat));
+  std::vector<int64_t> finite(static_cast<size_t>(std::max<int64_t>(chunks, 1)), 0);
+  float* sums = partial.data_ptr<float>();
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t first = chunk * kChannelSumRows, last = std::min(rows, first + kChannelSumRows);
+      float* squares = sums + chunk * 2 * in;
+      if (bf16) channel_sums_rows(cpu::data_as<uint16_t>(x), in, first, last, squares, squares + in, &finite[chunk]);
+      else channel_sums_rows(cpu::data_as<float>(x), in, first, last, squares, squares + in, &finite[chunk]);
+    }
+  });
+  // Chunks combine in order, one after the other.
+  for (int64_t chunk = 1; chunk < chunks; ++chunk) partial[0].add_(partial[chunk]);
+  int64_t finite_rows = 0;
+  for (int64_t f : finite) finite_rows += f;
+  return {partial[0][0].clone(), partial[0][1].clone(), finite_rows};
+}
+
+}  // namespace detail
 
 InputStatistics::InputStatistics(int64_t in_features, bool hessian, at::Device device, bool channel_moments)
     : with_hessian_(hessian), with_moments_(channel_moments) {
@@ -25,8 +91,11 @@ InputStatistics::InputStatistics(int64_t in_features, bool hessian, at::Device d
 // cblas.h is needed. CMake asks FindBLAS for 32-bit integers.
 extern "C" void cblas_ssyrk(int order, int uplo, int trans, int n, int k, float alpha, const float* a, int lda,
                             float beta, float* c, int ldc);
+extern "C" void cblas_strmm(int order, int side, int uplo, int trans_a, int diag, int m, int n, float alpha,
+                            const float* a, int lda, float* b, int ldb);
 namespace {
-constexpr int kCblasRowMajor = 101, kCblasUpper = 121, kCblasTrans = 112;
+constexpr int kCblasRowMajor = 101, kCblasUpper = 121, kCblasLower = 122, kCblasNoTrans = 111, kCblasTrans = 112,
+              kCblasRight = 142, kCblasNonUnit = 131;
 }
 #endif
 
@@ -75,6 +144,43 @@ Tensor gram(const Tensor& x) {
   return symmetric_from_upper(g);
 }
 
+SampleGram sample_gram(const Tensor& x) {
+  SampleGram out;
+  out.full = gram(x);
+  auto [lower, info] = at::linalg_cholesky_ex(out.full);
+  if (info.item<int64_t>() == 0 && at::isfinite(lower).all().item<bool>()) {
+    out.lower = lower;
+    out.full = Tensor();
+  }
+  return out;
+}
+
+double squared_norm_times_lower_reference(const Tensor& m, const Tensor& lower) {
+  return at::matmul(m.to(at::kFloat), lower).pow(2).sum().item<double>();
+}
+
+double squared_norm_times_lower(const Tensor& m, const Tensor& lower) {
+  if (!m.defined() || m.dim() != 2 || !lower.defined() || lower.dim() != 2 || lower.size(0) != lower.size(1) ||
+      lower.size(0) != m.size(1))
+    fail("squared_norm_times_lower: m {} and lower {} (expected m [out, in] and lower [in, in])",
+         m.defined() ? shape_string(m.sizes()) : std::string("undefined"),
+         lower.defined() ? shape_string(lower.sizes()) : std::string("undefined"));
+#if KICK_HAVE_BLAS_SYRK
+  constexpr int64_t kIntMax = 2147483647;
+  if (m.device().is_cpu() && lower.device().is_cpu() && lower.scalar_type() == at::kFloat && lower.is_contiguous() &&
+      m.size(0) <= kIntMax && m.size(1) <= kIntMax && m.numel() > 0) {
+    // B := B L in place, on a copy (m may be the caller's weight).
+    auto b = at::empty(m.sizes(), m.options().dtype(at::kFloat));
+    b.copy_(m);
+    const int rows = static_cast<int>(b.size(0)), in = static_cast<int>(b.size(1));
+    cblas_strmm(kCblasRowMajor, kCblasRight, kCblasLower, kCblasNoTrans, kCblasNonUnit, rows, in, 1.0f,
+                lower.data_ptr<float>(), in, b.data_ptr<float>(), in);
+    return b.pow(2).sum().item<double>();
+  }
+#endif
+  return squared_norm_times_lower_reference(m, lower);
+}
+
 }  // namespace detail
 
 // Running means as the references keep them (H *= n_old / n_new; H += (2 / n_new) x^T x), so that
@@ -86,7 +192,20 @@ void InputStatistics::add(const Tensor& input) {
   if (!input.defined() || input.dim() < 1 || input.size(-1) != in_features)
     fail("InputStatistics::add: input has shape {} (expected [..., {}])",
          input.defined() ? shape_string(input.sizes()) : std::string("undefined"), in_features);
-  auto x = input.reshape({-1, in_features}).to(device_, at::kFloat);
+  auto rows = input.reshape({-1, in_features});
+  // Channel moments alone, on CPU: one fused pass over the input in its own dtype (no fp32 copy, no temporaries).
+  if (!with_hessian_ && with_moments_ && device_.is_cpu() && cpu::fused_dtype(rows)) {
+    const auto sums = detail::channel_sums_cpu(rows.contiguous());
+    nonfinite_ += rows.size(0) - sums.finite_rows;
+    if (sums.finite_rows == 0) return;
+    const double keep = static_cast<double>(tokens_) / static_cast<double>(tokens_ + sums.finite_rows);
+    tokens_ += sums.finite_rows;
+    const double total = static_cast<double>(tokens_);
+    sq_.mul_(keep).add_(sums.squares / total);
+    abs_.mul_(keep).add_(sums.absolutes / total);
+    return;
+  }
+  auto x = rows.to(device_, at::kFloat);
   // A row holding NaN or Inf has a non-finite sum (finite values summing past FLT_MAX, which would
   // also count, do not occur in activations); this costs one pass instead of a bool tensor of x's size.
   auto finite_rows = at::isfinite(x.sum(1));

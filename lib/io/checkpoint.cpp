@@ -22,7 +22,7 @@ nlohmann::json read_json_file(const fs::path& path) {
 
 
 // model.safetensors, or the shards a model.safetensors.index.json names.
-std::map<std::string, Tensor> read_folder_tensors(const fs::path& dir) {
+std::map<std::string, Tensor> read_folder_tensors(const fs::path& dir, FileAccess access) {
   fs::path single = dir / "model.safetensors";
   fs::path index_path = dir / "model.safetensors.index.json";
   if (fs::exists(index_path)) {
@@ -47,7 +47,7 @@ std::map<std::string, Tensor> read_folder_tensors(const fs::path& dir) {
     std::map<std::string, Tensor> tensors;
     for (const auto& [file, names] : tensors_by_file) {
       std::string shard_path = (dir / file).string();
-      auto shard = read_safetensors(shard_path);
+      auto shard = read_safetensors(shard_path, nullptr, access);
       for (const auto& name : names) {
         auto found = shard.find(name);
         if (found == shard.end()) {
@@ -59,16 +59,16 @@ std::map<std::string, Tensor> read_folder_tensors(const fs::path& dir) {
     }
     return tensors;
   }
-  if (fs::exists(single)) return read_safetensors(single.string());
+  if (fs::exists(single)) return read_safetensors(single.string(), nullptr, access);
   fail("{}: no model.safetensors or model.safetensors.index.json in this folder", dir.string());
 }
 
-Checkpoint load_folder(const fs::path& dir) {
+Checkpoint load_folder(const fs::path& dir, FileAccess access) {
   Checkpoint ck;
   fs::path config_path = dir / "config.json";
   if (!fs::exists(config_path)) fail("{}: no config.json in this folder", dir.string());
   ck.config = ModelConfig::from_hf_json(read_json_file(config_path), config_path.string());
-  ck.tensors = read_folder_tensors(dir);
+  ck.tensors = read_folder_tensors(dir, access);
 
   // A folder without tokenizer.json still loads (weights-only work); the vocabulary stays empty.
   if (fs::path tok = dir / "tokenizer.json"; fs::exists(tok)) ck.vocab = read_tokenizer_json(tok.string());
@@ -160,11 +160,11 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) 
   check_fits_in_memory(bytes, path + " (model weights)");
   Checkpoint ck;
   if (fs::is_directory(path)) {
-    ck = load_folder(path);
+    ck = load_folder(path, options.weights);
   } else {
     switch (sniff(path)) {
       case FileKind::gguf:
-        ck = checkpoint_from_gguf(read_gguf(path), path);
+        ck = checkpoint_from_gguf(read_gguf(path, options.weights), path);
         break;
       case FileKind::pickle:
         fail("{}: PyTorch pickle checkpoints are not loaded (arbitrary code execution); convert to "
@@ -172,7 +172,7 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) 
              path);
       case FileKind::safetensors: {
         fs::path dir = fs::path(path).parent_path();
-        ck = load_folder(dir.empty() ? fs::path(".") : dir);
+        ck = load_folder(dir.empty() ? fs::path(".") : dir, options.weights);
         break;
       }
       case FileKind::llama2c: {
@@ -183,7 +183,7 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) 
                "not exist (pass the tokenizer path)",
                path, tokenizer);
         }
-        ck = read_llama2c(path, tokenizer);
+        ck = read_llama2c(path, tokenizer, options.weights);
         break;
       }
     }

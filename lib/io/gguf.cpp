@@ -171,8 +171,8 @@ TensorInfo read_tensor_info(HeaderReader& in, const std::string& path) {
 
 }  // namespace
 
-GgufContents read_gguf(const std::string& path) {
-  auto file = std::make_shared<MappedFile>(path);
+GgufContents read_gguf(const std::string& path, FileAccess access) {
+  auto file = std::make_shared<MappedFile>(path, access);
   HeaderReader in(*file);
   GgufContents out;
 

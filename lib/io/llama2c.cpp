@@ -317,8 +317,8 @@ Tensor required(const Checkpoint& ck, const std::string& name, const std::string
 
 }  // namespace
 
-Checkpoint read_llama2c(const std::string& model_path, const std::string& tokenizer_path) {
-  auto file = std::make_shared<MappedFile>(model_path);
+Checkpoint read_llama2c(const std::string& model_path, const std::string& tokenizer_path, FileAccess access) {
+  auto file = std::make_shared<MappedFile>(model_path, access);
   Checkpoint ck;
   uint32_t magic = 0;
   if (file->size() >= 4) std::memcpy(&magic, file->data(), 4);

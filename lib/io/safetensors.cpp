@@ -109,8 +109,8 @@ bool looks_like_safetensors(std::string_view head, uint64_t file_size) {
   return read_u64_le(reinterpret_cast<const uint8_t*>(head.data())) <= file_size - 8;
 }
 
-std::map<std::string, Tensor> read_safetensors(const std::string& path, nlohmann::json* metadata) {
-  auto file = std::make_shared<MappedFile>(path);
+std::map<std::string, Tensor> read_safetensors(const std::string& path, nlohmann::json* metadata, FileAccess access) {
+  auto file = std::make_shared<MappedFile>(path, access);
   if (file->size() < 8) fail("{}: too small for a safetensors header ({} bytes)", path, file->size());
   uint64_t header_len = read_u64_le(file->data());
   if (header_len > file->size() - 8) {

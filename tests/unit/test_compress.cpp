@@ -4,6 +4,8 @@
 // configuration rejection.
 #include <catch2/catch.hpp>
 
+#include <ATen/Parallel.h>
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -459,6 +461,104 @@ TEST_CASE("selecting the k lowest scores equals a stable sort's first k, ties an
   CHECK(at::equal(lowest_k_per_row(with_nan.to(at::kDouble), 500), lowest_k_by_sort(with_nan, 500)));
   CHECK(at::equal(lowest_k_per_row(ties.to(at::kDouble), 13), lowest_k_by_sort(ties, 13)));
   CHECK(at::equal(lowest_k_per_row(distinct.to(at::kDouble), 400), lowest_k_by_sort(distinct, 400)));
+}
+
+TEST_CASE("the radix select finds the k-th smallest as a sort does, and long rows select through it", "[compress]") {
+  using kick::compress::detail::kth_smallest_radix;
+  at::manual_seed(8);
+  // Signed values over many octaves, infinities, signed zeros and heavy ties (one value fills a bucket).
+  auto mixed = at::randn({40000}) * at::exp(at::randn({40000}) * 4);
+  mixed.narrow(0, 0, 3000).fill_(0.0);
+  mixed.narrow(0, 3000, 2000).fill_(-0.0);
+  mixed[5000] = INFINITY;
+  mixed[5001] = -INFINITY;
+  mixed.narrow(0, 6000, 9000).fill_(1.5f);
+  auto one_value = at::full({5000}, -2.25f);
+  for (const auto& values : {mixed, one_value, at::rand({33000})}) {
+    auto sorted = std::get<0>(at::sort(values));
+    const int64_t n = values.numel();
+    for (int64_t k : {int64_t{1}, int64_t{2}, n / 10, n / 2, n / 2 + 1, n - 1, n}) {
+      INFO("k " << k << " of " << n);
+      CHECK(kth_smallest_radix(values.data_ptr<float>(), n, k) == sorted[k - 1].item<float>());
+    }
+  }
+  require_error([&] { kth_smallest_radix(mixed.data_ptr<float>(), 10, 11); }, {"kth_smallest_radix", "k = 11"});
+  // Rows of 2^15 columns and more go through it inside lowest_k_per_row; ties still break by position.
+  auto rows = at::stack({mixed.narrow(0, 0, 36000), at::randint(0, 3, {36000}, at::kFloat)});
+  for (int64_t k : {int64_t{1}, int64_t{9000}, int64_t{18000}, int64_t{35999}})
+    CHECK(at::equal(kick::compress::detail::lowest_k_per_row(rows, k), kick::compress::detail::lowest_k_by_sort(rows, k)));
+}
+
+TEST_CASE("the output-error norms through the Gram factor, the Gram matrix and the sample agree with fp64", "[compress]") {
+  namespace kd = kick::compress::detail;
+  at::manual_seed(13);
+  // Columns over four orders of magnitude, as activations with outlier channels.
+  auto x = at::randn({600, 150}) * at::exp(at::linspace(0, 9, 150)).view({1, -1});
+  auto m = at::randn({40, 150});
+  const double expected = at::matmul(x.to(at::kDouble), m.to(at::kDouble).t()).pow(2).sum().item<double>();
+  auto by_factor = kd::sample_gram(x);
+  REQUIRE(by_factor.lower.defined());
+  CHECK(at::equal(by_factor.lower, at::tril(by_factor.lower)));
+  CHECK(kd::squared_output_norm(m, x, by_factor) == Approx(expected).epsilon(1e-4));
+  CHECK(kd::squared_norm_times_lower(m, by_factor.lower) ==
+        Approx(kd::squared_norm_times_lower_reference(m, by_factor.lower)).epsilon(1e-5));
+  CHECK(kd::squared_output_norm(m, x, kd::gram(x)) == Approx(expected).epsilon(1e-4));
+  CHECK(kd::squared_output_norm(m, x, Tensor()) == Approx(expected).epsilon(1e-4));
+  // The caller's m is left as it was.
+  auto before = m.clone();
+  kd::squared_norm_times_lower(m, by_factor.lower);
+  CHECK(at::equal(m, before));
+  // A dead channel makes x^T x singular: no factor, the Gram matrix itself, the same norm.
+  auto dead = x.clone();
+  dead.select(1, 5).zero_();
+  const double expected_dead = at::matmul(dead.to(at::kDouble), m.to(at::kDouble).t()).pow(2).sum().item<double>();
+  auto singular = kd::sample_gram(dead);
+  CHECK_FALSE(singular.lower.defined());
+  REQUIRE(singular.full.defined());
+  CHECK(kd::squared_output_norm(m, dead, singular) == Approx(expected_dead).epsilon(1e-4));
+  // A bf16 sample goes through a bf16 GEMM, as the forward that produced it: close to the exact norm.
+  auto x_bf16 = x.to(at::kBFloat16);
+  const double expected_bf16 = at::matmul(x_bf16.to(at::kDouble), m.to(at::kDouble).t()).pow(2).sum().item<double>();
+  CHECK(kd::squared_output_norm(m, x_bf16, Tensor()) == Approx(expected_bf16).epsilon(2e-3));
+  require_error([&] { kd::squared_norm_times_lower(m, by_factor.lower.narrow(0, 0, 10)); },
+                {"squared_norm_times_lower", "[10, 150]"});
+}
+
+TEST_CASE("the fused channel sums equal the ATen reference, non-finite rows left out, any thread count", "[compress]") {
+  using kick::compress::detail::channel_sums_cpu;
+  using kick::compress::detail::channel_sums_reference;
+  at::manual_seed(12);
+  auto x = at::randn({700, 150}) * at::exp(at::randn({1, 150}));  // 700 rows: 5 full chunks and a partial one
+  x[3][7] = NAN;
+  x[400][0] = INFINITY;
+  x[699][149] = -INFINITY;
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    auto input = x.to(dtype);
+    auto expected = channel_sums_reference(input);
+    CHECK(expected.finite_rows == 697);
+    INFO(kick::dtype_name(dtype));
+    const int threads = at::get_num_threads();
+    at::set_num_threads(1);
+    auto one_thread = channel_sums_cpu(input);
+    at::set_num_threads(2);
+    auto got = channel_sums_cpu(input);
+    at::set_num_threads(threads);
+    CHECK(got.finite_rows == expected.finite_rows);
+    CHECK(at::allclose(got.squares, expected.squares, 1e-5, 1e-5));
+    CHECK(at::allclose(got.absolutes, expected.absolutes, 1e-5, 1e-5));
+    CHECK(at::equal(got.squares, one_thread.squares));
+    CHECK(at::equal(got.absolutes, one_thread.absolutes));
+  }
+  // InputStatistics takes the kernel for moments alone and the ATen path beside a Hessian: the same moments.
+  kc::InputStatistics fused(150, false, at::kCPU), beside_hessian(150, true, at::kCPU);
+  for (int64_t start : {int64_t{0}, int64_t{250}}) {
+    fused.add(x.narrow(0, start, 450 - start / 2 * 2).to(at::kBFloat16));
+    beside_hessian.add(x.narrow(0, start, 450 - start / 2 * 2).to(at::kBFloat16));
+  }
+  CHECK(fused.nonfinite() == beside_hessian.nonfinite());
+  CHECK(at::allclose(fused.squared_norms(), beside_hessian.squared_norms(), 1e-5, 1e-6));
+  CHECK(at::allclose(fused.mean_abs(), beside_hessian.mean_abs(), 1e-5, 1e-6));
+  require_error([&] { channel_sums_cpu(x.t()); }, {"channel_sums_cpu", "contiguous", "[150, 700]"});
 }
 
 TEST_CASE("statistics without channel moments refuse to give them and the upper-triangle Hessian is the full one", "[compress]") {

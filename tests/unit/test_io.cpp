@@ -513,6 +513,33 @@ TEST_CASE("load_checkpoint: HF folder, shards, and tensors checked against the c
   }
 }
 
+TEST_CASE("load_checkpoint: weights read into private memory equal the mapped ones and never reach the file", "[io]") {
+  auto dir = kick::test::scratch_dir("io_private_memory");
+  auto tensors = small_tensors();
+  kick::write_file_atomically(dir / "config.json", small_config_json().dump());
+  kick::write_safetensors((dir / "model.safetensors").string(), tensors);
+  const std::string file_before = kick::read_file(dir / "model.safetensors");
+  kick::LoadOptions in_memory;
+  in_memory.weights = kick::FileAccess::private_memory;
+  for (const std::string& path : {dir.string(), stories_model()}) {
+    INFO(path);
+    auto mapped = kick::load_checkpoint(path);
+    auto read = kick::load_checkpoint(path, in_memory);
+    require_same_tensors(mapped.tensors, read.tensors);
+    // The two hold separate bytes: an in-place edit of one is not seen by the other (nor by the file).
+    auto& edited = read.tensors.begin()->second;
+    edited.fill_(7.0);
+    CHECK_FALSE(at::equal(edited, mapped.tensors.at(read.tensors.begin()->first)));
+  }
+  CHECK(kick::read_file(dir / "model.safetensors") == file_before);
+
+  // A missing file fails naming it, as when mapped.
+  require_error([&] { kick::MappedFile((dir / "absent.safetensors").string(), kick::FileAccess::private_memory); },
+                {"absent.safetensors", "cannot open"});
+  // The background hash is the foreground one.
+  CHECK(kick::content_hash_in_background(dir).get() == kick::content_hash(dir));
+}
+
 TEST_CASE("save_hf_checkpoint: refuses an existing folder and leaves it untouched", "[io]") {
   auto dir = kick::test::scratch_dir("io_save_refuse");
   auto target = dir / "model";

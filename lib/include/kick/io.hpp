@@ -68,6 +68,9 @@ struct Checkpoint {
 
 struct LoadOptions {
   std::string tokenizer_path;  // llama2.c: tokenizer.bin; default: beside the model
+  // How weight files are held: mapped (the default; cheapest for evaluation) or read into private memory
+  // (for rewriting most weights in place; see FileAccess).
+  FileAccess weights = FileAccess::copy_on_write;
 };
 
 // Named models kick knows how to find: "smollm2" (SmolLM2-135M-Instruct, fetched by
@@ -88,9 +91,9 @@ void check_checkpoint_tensors(const Checkpoint& ckpt);
 // A file's first bytes (at least 9) and its size describe a safetensors file: a little-endian u64 header
 // length that fits in the file, then the JSON header's '{'. For recognising files by content.
 bool looks_like_safetensors(std::string_view head, uint64_t file_size);
-// safetensors: one file. Tensors alias the mapped file (copy-on-write).
-std::map<std::string, Tensor> read_safetensors(const std::string& path,
-                                               nlohmann::json* metadata = nullptr);
+// safetensors: one file. Tensors alias the file's bytes (mapped copy-on-write, or read: `access`).
+std::map<std::string, Tensor> read_safetensors(const std::string& path, nlohmann::json* metadata = nullptr,
+                                               FileAccess access = FileAccess::copy_on_write);
 // Writes one safetensors file atomically; `metadata` goes to "__metadata__".
 void write_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
@@ -103,7 +106,7 @@ struct GgufContents {
   std::map<std::string, Tensor> tensors;
   std::map<std::string, std::string> tensor_types;  // name -> "Q4_1", "F32", ...
 };
-GgufContents read_gguf(const std::string& path);
+GgufContents read_gguf(const std::string& path, FileAccess access = FileAccess::copy_on_write);
 // Writes a GGUF v3 file (F32 or F16 tensors; metadata from JSON: integers as I64/U32 by key, strings,
 // floats, bools, arrays), atomically.
 void write_gguf(const std::string& path, const nlohmann::json& kv,
@@ -113,7 +116,8 @@ Checkpoint checkpoint_from_gguf(GgufContents gguf, const std::string& path);
 void write_checkpoint_gguf(const std::string& path, const Checkpoint& ckpt);
 
 // llama2.c legacy (v0) .bin and tokenizer.bin.
-Checkpoint read_llama2c(const std::string& model_path, const std::string& tokenizer_path);
+Checkpoint read_llama2c(const std::string& model_path, const std::string& tokenizer_path,
+                        FileAccess access = FileAccess::copy_on_write);
 void write_llama2c(const std::string& model_path, const std::string& tokenizer_path,
                    const Checkpoint& ckpt);
 
