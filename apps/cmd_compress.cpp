@@ -186,7 +186,7 @@ void register_compress(CLI::App& app) {
     Model model = load_model(args->model, parse_device(args->model.device).is_cpu() ? FileAccess::private_memory
                                                                                    : FileAccess::copy_on_write);
     for (const auto& plan : stages) plan.validate(model.config().hidden_size, model.config().intermediate_size);
-    auto source_hash = content_hash_in_background(resolve_model_path(args->model.model));
+    BackgroundHash source_hash(resolve_model_path(args->model.model));
     bool any_calibration = false;
     for (const auto& plan : stages) any_calibration = any_calibration || plan.needs_calibration();
     std::unique_ptr<compress::CalibrationData> calibration;

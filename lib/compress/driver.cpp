@@ -443,7 +443,9 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
     if (calibrate) {
       const double t0 = monotonic_seconds();
       run_layer(layer, nullptr);
-      if (!at::isfinite(outputs).all().item<bool>()) {
+      // One reduction instead of a bool tensor of the outputs' size (12 ms a layer in bf16 on SmolLM2): a NaN or
+      // Inf makes the sum non-finite, and finite activations never sum past the dtype's range.
+      if (!at::isfinite(outputs.sum()).item<bool>()) {
         report.faults.push_back({{"layer", li}, {"kind", "nonfinite_layer_output"}});
       }
       std::swap(inputs, outputs);

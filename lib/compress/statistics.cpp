@@ -149,7 +149,7 @@ SampleGram sample_gram(const Tensor& x) {
   out.full = gram(x);
   auto [lower, info] = at::linalg_cholesky_ex(out.full);
   if (info.item<int64_t>() == 0 && at::isfinite(lower).all().item<bool>()) {
-    out.lower = lower;
+    out.lower = lower.contiguous();  // LAPACK's factor comes column-major; strmm reads it row-major
     out.full = Tensor();
   }
   return out;

@@ -215,7 +215,7 @@ std::string fnv1a64_hex(std::string_view bytes) {
   return fmt::format("{:016x}", fnv1a64(kFnvOffset, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
-std::string content_hash(const std::filesystem::path& path) {
+std::string content_hash(const std::filesystem::path& path, const std::atomic<bool>* cancel) {
   namespace fs = std::filesystem;
   uint64_t h = kFnvOffset;
   std::vector<fs::path> files;
@@ -236,7 +236,13 @@ std::string content_hash(const std::filesystem::path& path) {
     if (f == nullptr) fail("{}: cannot open for hashing: {}", file.string(), std::strerror(errno));
     std::vector<uint8_t> buffer(1 << 20);
     size_t got;
-    while ((got = std::fread(buffer.data(), 1, buffer.size(), f)) > 0) h = fnv1a64(h, buffer.data(), got);
+    while ((got = std::fread(buffer.data(), 1, buffer.size(), f)) > 0) {
+      if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+        std::fclose(f);
+        fail("{}: hashing cancelled", file.string());
+      }
+      h = fnv1a64(h, buffer.data(), got);
+    }
     const bool failed = std::ferror(f) != 0;
     std::fclose(f);
     if (failed) fail("{}: read error while hashing", file.string());
@@ -244,15 +250,22 @@ std::string content_hash(const std::filesystem::path& path) {
   return fmt::format("{:016x}", h);
 }
 
-std::future<std::string> content_hash_in_background(const std::filesystem::path& path) {
-  return std::async(std::launch::async, [path] {
+BackgroundHash::BackgroundHash(const std::filesystem::path& path) {
+  result_ = std::async(std::launch::async, [this, path] {
 #ifdef SCHED_IDLE
     sched_param param{};
     pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);  // advice: where refused, it runs as any thread
 #endif
-    return content_hash(path);
+    return content_hash(path, &cancel_);
   });
 }
+
+BackgroundHash::~BackgroundHash() {
+  cancel_ = true;
+  if (result_.valid()) result_.wait();  // within one 1 MB read; a cancelled hash's exception is dropped
+}
+
+std::string BackgroundHash::get() { return result_.get(); }
 
 namespace {
 // True when the process has loaded a BLAS that runs its own thread pool beside OpenMP's (Debian's

@@ -164,7 +164,9 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) 
   } else {
     switch (sniff(path)) {
       case FileKind::gguf:
-        ck = checkpoint_from_gguf(read_gguf(path, options.weights), path);
+        // Mapped whatever options.weights says: quantized tensors are dequantized into new memory anyway, and
+        // the F32 ones that alias the file would keep a private copy of all of it alive.
+        ck = checkpoint_from_gguf(read_gguf(path), path);
         break;
       case FileKind::pickle:
         fail("{}: PyTorch pickle checkpoints are not loaded (arbitrary code execution); convert to "
@@ -183,7 +185,7 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) 
                "not exist (pass the tokenizer path)",
                path, tokenizer);
         }
-        ck = read_llama2c(path, tokenizer, options.weights);
+        ck = read_llama2c(path, tokenizer);  // mapped, as GGUF: the Q8_0 export is dequantized
         break;
       }
     }

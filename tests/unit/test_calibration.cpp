@@ -6,6 +6,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <cmath>
+
 #include "kick/compress.hpp"
 #include "kick/io.hpp"
 #include "kick/model.hpp"
@@ -203,6 +205,27 @@ TEST_CASE("a compressed model saves with compression.json and loads back", "[cal
   auto ids = at::tensor(std::vector<int64_t>{1, 403, 407}, at::TensorOptions().dtype(at::kLong)).view({1, -1});
   CHECK(at::equal(reloaded.forward(ids), model.forward(ids)));
   CHECK_THROWS_WITH(save_compressed_model(dir.string(), model, metadata, {}, false), Catch::Contains("exists"));
+}
+
+TEST_CASE("a NaN weight is reported as faults of its layer, not hidden", "[calibration]") {
+  Model model = stories();
+  auto calibration = small_calibration(model);
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    Model copy = stories();
+    copy.layer(1).o_proj[0][0] = NAN;  // o_proj's output feeds the MLP's input and the layer's output
+    auto plan = plan_for("wanda");
+    plan.calibration_dtype = dtype;
+    auto report = compress_model(copy, plan, &calibration);
+    bool input_fault = false, output_fault = false;
+    for (const auto& fault : report.faults) {
+      INFO(fault.dump());
+      if (fault["kind"] == "nonfinite_activations" && fault["layer"] == 1 && fault["input"] == "mlp_in") input_fault = true;
+      if (fault["kind"] == "nonfinite_layer_output" && fault["layer"] == 1) output_fault = true;
+      CHECK(fault["layer"].get<int64_t>() >= 1);  // nothing before the bad layer
+    }
+    CHECK(input_fault);
+    CHECK(output_fault);
+  }
 }
 
 TEST_CASE("bad compression parameters are refused before any work", "[calibration]") {

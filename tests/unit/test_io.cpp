@@ -521,23 +521,29 @@ TEST_CASE("load_checkpoint: weights read into private memory equal the mapped on
   const std::string file_before = kick::read_file(dir / "model.safetensors");
   kick::LoadOptions in_memory;
   in_memory.weights = kick::FileAccess::private_memory;
-  for (const std::string& path : {dir.string(), stories_model()}) {
-    INFO(path);
-    auto mapped = kick::load_checkpoint(path);
-    auto read = kick::load_checkpoint(path, in_memory);
-    require_same_tensors(mapped.tensors, read.tensors);
-    // The two hold separate bytes: an in-place edit of one is not seen by the other (nor by the file).
-    auto& edited = read.tensors.begin()->second;
-    edited.fill_(7.0);
-    CHECK_FALSE(at::equal(edited, mapped.tensors.at(read.tensors.begin()->first)));
-  }
+  auto mapped = kick::load_checkpoint(dir.string());
+  auto read = kick::load_checkpoint(dir.string(), in_memory);
+  require_same_tensors(mapped.tensors, read.tensors);
+  // The two hold separate bytes: an in-place edit of one is not seen by the other (nor by the file).
+  auto& edited = read.tensors.begin()->second;
+  edited.fill_(7.0);
+  CHECK_FALSE(at::equal(edited, mapped.tensors.at(read.tensors.begin()->first)));
   CHECK(kick::read_file(dir / "model.safetensors") == file_before);
+  // The format readers take either access; load_checkpoint maps GGUF and llama2.c files whatever it is asked.
+  const std::string tokenizer = (fs::path(stories_model()).parent_path() / "tokenizer.bin").string();
+  require_same_tensors(kick::read_llama2c(stories_model(), tokenizer).tensors,
+                       kick::read_llama2c(stories_model(), tokenizer, kick::FileAccess::private_memory).tensors);
+  require_same_tensors(kick::load_checkpoint(stories_model()).tensors, kick::load_checkpoint(stories_model(), in_memory).tensors);
 
   // A missing file fails naming it, as when mapped.
   require_error([&] { kick::MappedFile((dir / "absent.safetensors").string(), kick::FileAccess::private_memory); },
                 {"absent.safetensors", "cannot open"});
   // The background hash is the foreground one.
-  CHECK(kick::content_hash_in_background(dir).get() == kick::content_hash(dir));
+  CHECK(kick::BackgroundHash(dir).get() == kick::content_hash(dir));
+  // Dropped unread, it cancels (the destructor waits for at most one 1 MB read).
+  { kick::BackgroundHash dropped(dir); }
+  std::atomic<bool> cancelled{true};
+  require_error([&] { kick::content_hash(dir, &cancelled); }, {"hashing cancelled"});
 }
 
 TEST_CASE("save_hf_checkpoint: refuses an existing folder and leaves it untouched", "[io]") {

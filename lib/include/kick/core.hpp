@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -90,10 +91,24 @@ uint64_t available_memory_bytes();
 // larger than memory is refused with a message instead of an out-of-memory kill. No check when unknown.
 void check_fits_in_memory(uint64_t bytes, const std::string& what);
 std::string fnv1a64_hex(std::string_view bytes);
-std::string content_hash(const std::filesystem::path& path);
+// `cancel`, when given and set, stops the hash within one 1 MB read (it then throws).
+std::string content_hash(const std::filesystem::path& path, const std::atomic<bool>* cancel = nullptr);
 // content_hash on a thread of its own at idle scheduling priority (Linux SCHED_IDLE): it takes only cores
 // the caller leaves idle (serial phases, waits on the disk) instead of adding ~1 s per GB to the critical path.
-std::future<std::string> content_hash_in_background(const std::filesystem::path& path);
+// Destroyed before get(), as when the caller fails, it cancels the hash instead of waiting for it. Read errors
+// surface at get().
+class BackgroundHash {
+ public:
+  explicit BackgroundHash(const std::filesystem::path& path);
+  ~BackgroundHash();
+  BackgroundHash(const BackgroundHash&) = delete;
+  BackgroundHash& operator=(const BackgroundHash&) = delete;
+  std::string get();
+
+ private:
+  std::atomic<bool> cancel_{false};
+  std::future<std::string> result_;
+};
 
 // Keeps large freed blocks in the process instead of returning them to the kernel (glibc mallopt).
 // LibTorch allocates activations of hundreds of MB per layer; by default glibc maps and unmaps each,

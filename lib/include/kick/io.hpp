@@ -68,8 +68,8 @@ struct Checkpoint {
 
 struct LoadOptions {
   std::string tokenizer_path;  // llama2.c: tokenizer.bin; default: beside the model
-  // How weight files are held: mapped (the default; cheapest for evaluation) or read into private memory
-  // (for rewriting most weights in place; see FileAccess).
+  // How safetensors weight files are held: mapped (the default; cheapest for evaluation) or read into private
+  // memory (for rewriting most weights in place; see FileAccess). GGUF and llama2.c files are always mapped.
   FileAccess weights = FileAccess::copy_on_write;
 };
 
