@@ -52,7 +52,7 @@ MappedFile::MappedFile(const std::string& path, FileAccess access) : path_(path)
     data_ = static_cast<uint8_t*>(p);
     if (read_in) {
       // No MADV_HUGEPAGE: where the kernel compacts memory for madvised huge pages on fault (THP defrag
-      // "madvise", Debian's default), reading SmolLM2's 538 MB took 0.12 to 1.44 s, against 0.27 to 0.39 s
+      // "madvise", the kernel's default), reading SmolLM2's 538 MB took 0.12 to 1.44 s, against 0.27 to 0.39 s
       // in 4 KB pages (a preadv loop into an anonymous mapping, three runs each, 2026-11-25).
       uint64_t done = 0;
       while (done < size_) {
