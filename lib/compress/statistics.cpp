@@ -194,35 +194,37 @@ void InputStatistics::add(const Tensor& input) {
          input.defined() ? shape_string(input.sizes()) : std::string("undefined"), in_features);
   auto rows = input.reshape({-1, in_features});
   // Channel moments alone, on CPU: one fused pass over the input in its own dtype (no fp32 copy, no temporaries).
+  // Otherwise ATen ops on an fp32 copy of the finite rows, which the Hessian needs anyway.
+  detail::ChannelSums sums;
+  Tensor x;
   if (!with_hessian_ && with_moments_ && device_.is_cpu() && cpu::fused_dtype(rows)) {
-    const auto sums = detail::channel_sums_cpu(rows.contiguous());
+    sums = detail::channel_sums_cpu(rows.contiguous());
     nonfinite_ += rows.size(0) - sums.finite_rows;
-    if (sums.finite_rows == 0) return;
-    const double keep = static_cast<double>(tokens_) / static_cast<double>(tokens_ + sums.finite_rows);
-    tokens_ += sums.finite_rows;
-    const double total = static_cast<double>(tokens_);
-    sq_.mul_(keep).add_(sums.squares / total);
-    abs_.mul_(keep).add_(sums.absolutes / total);
-    return;
+  } else {
+    x = rows.to(device_, at::kFloat);
+    // A row holding NaN or Inf has a non-finite sum (finite values summing past FLT_MAX, which would
+    // also count, do not occur in activations); this costs one pass instead of a bool tensor of x's size.
+    auto finite_rows = at::isfinite(x.sum(1));
+    const int64_t bad = x.size(0) - finite_rows.sum().item<int64_t>();
+    if (bad > 0) {
+      nonfinite_ += bad;
+      x = x.index({finite_rows});
+    }
+    sums.finite_rows = x.size(0);
+    if (with_moments_ && sums.finite_rows > 0) {
+      sums.squares = x.pow(2).sum(0);
+      sums.absolutes = x.abs().sum(0);
+    }
   }
-  auto x = rows.to(device_, at::kFloat);
-  // A row holding NaN or Inf has a non-finite sum (finite values summing past FLT_MAX, which would
-  // also count, do not occur in activations); this costs one pass instead of a bool tensor of x's size.
-  auto finite_rows = at::isfinite(x.sum(1));
-  const int64_t bad = x.size(0) - finite_rows.sum().item<int64_t>();
-  if (bad > 0) {
-    nonfinite_ += bad;
-    x = x.index({finite_rows});
-  }
-  const int64_t n = x.size(0);
+  const int64_t n = sums.finite_rows;
   if (n == 0) return;
   const double keep = static_cast<double>(tokens_) / static_cast<double>(tokens_ + n);
   tokens_ += n;
   const double total = static_cast<double>(tokens_);
   if (with_hessian_) detail::syrk_upper(h_, x.contiguous(), 2.0 / total, keep);
   if (with_moments_) {
-    sq_.mul_(keep).add_(x.pow(2).sum(0) / total);
-    abs_.mul_(keep).add_(x.abs().sum(0) / total);
+    sq_.mul_(keep).add_(sums.squares / total);
+    abs_.mul_(keep).add_(sums.absolutes / total);
   }
 }
 
