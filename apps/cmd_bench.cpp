@@ -17,16 +17,22 @@ namespace kick::app {
 
 namespace {
 
-// Best-of-N GEMM throughput in GFLOP/s for an [n x n] x [n x n] product in `dtype`.
+// Best-of-N GEMM throughput in GFLOP/s for an [n x n] x [n x n] product in `dtype`, by the route the model's products
+// take (bf16 through fp32 on a CPU without a native bf16 GEMM, conversions included).
 double measure_gemm_gflops(int64_t n, at::ScalarType dtype, const at::Device& device, int repeats) {
   at::NoGradGuard no_grad;
   auto opts = at::TensorOptions().dtype(dtype).device(device);
   auto a = at::randn({n, n}, opts), b = at::randn({n, n}, opts), c = at::empty({n, n}, opts);
-  at::mm_out(c, a, b);  // warm-up
+  const bool through_fp32 = bf16_gemm_through_fp32(a);
+  auto product = [&] {
+    if (through_fp32) c.copy_(matmul_through_fp32(a, b));
+    else at::mm_out(c, a, b);
+  };
+  product();  // warm-up
   double best = 1e30;
   for (int i = 0; i < repeats; ++i) {
     const double t0 = monotonic_seconds();
-    at::mm_out(c, a, b);
+    product();
     if (device.is_cuda()) c.cpu();
     best = std::min(best, monotonic_seconds() - t0);
   }
@@ -234,7 +240,9 @@ void register_bench(CLI::App& app) {
       const double decode_limit = gflops * 1e9 / decode_flops;
       std::printf("%-5s %14.1f %12.1f %12.1f %10.3f %12.1f %10.3f\n", dtype.c_str(), gflops, prefill_tps,
                   prefill_limit, prefill_tps / prefill_limit, decode_tps, decode_tps / decode_limit);
+      const bool routed = model.options().dtype == at::kBFloat16 && device.is_cpu() && !cpu_bf16_gemm_native();
       report["runs"].push_back({{"dtype", dtype},
+                                {"gemm_route", routed ? "fp32" : "native"},
                                 {"gemm_gflops", gflops},
                                 {"gemm_size", args->gemm_size},
                                 {"prompt_tokens", args->prompt_tokens},

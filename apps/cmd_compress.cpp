@@ -185,7 +185,11 @@ void register_compress(CLI::App& app) {
     // than take a copy-on-write fault per page (FileAccess).
     Model model = load_model(args->model, parse_device(args->model.device).is_cpu() ? FileAccess::private_memory
                                                                                    : FileAccess::copy_on_write);
-    for (const auto& plan : stages) plan.validate(model.config().hidden_size, model.config().intermediate_size);
+    for (const auto& plan : stages) {
+      plan.validate(model.config().hidden_size, model.config().intermediate_size);
+      if (plan.calibration_dtype && *plan.calibration_dtype != model.options().dtype)
+        note_bf16_route(*plan.calibration_dtype, model.options().device);
+    }
     BackgroundHash source_hash(resolve_model_path(args->model.model));
     bool any_calibration = false;
     for (const auto& plan : stages) any_calibration = any_calibration || plan.needs_calibration();

@@ -17,6 +17,13 @@ void add_model_options(CLI::App& command, ModelArgs& args) {
   command.add_option("-t,--threads", args.threads, "intra-op threads (0: one per core)")->capture_default_str();
 }
 
+void note_bf16_route(at::ScalarType dtype, const at::Device& device) {
+  if (dtype == at::kBFloat16 && device.is_cpu() && !cpu_bf16_gemm_native()) {
+    std::fprintf(stderr, "kick: note: this CPU has no native bf16 GEMM (LibTorch's needs AVX-512); bf16 products run "
+                         "as fp32 GEMMs with bf16 rounding, no faster than fp32\n");
+  }
+}
+
 Model load_model(const ModelArgs& args, FileAccess weights) {
   configure_threads(args.threads);
   ModelOptions options;
@@ -32,6 +39,7 @@ Model load_model(const ModelArgs& args, FileAccess weights) {
                double(model.parameter_count()) / 1e6, dtype_name(options.dtype).c_str(),
                options.device.str().c_str(), at::get_num_threads(),
                format_duration(monotonic_seconds() - start).c_str());
+  note_bf16_route(options.dtype, options.device);
   return model;
 }
 

@@ -23,6 +23,9 @@ void add_model_options(CLI::App& command, ModelArgs& args);
 // Applies the thread setting and loads the model, printing one line about it to stderr. `weights`: see
 // LoadOptions::weights.
 Model load_model(const ModelArgs& args, FileAccess weights = FileAccess::copy_on_write);
+// One line on stderr when bf16 compute on this CPU goes through fp32 GEMMs (no native bf16 GEMM): bf16 then saves
+// memory but no time, which users choosing it for speed should know.
+void note_bf16_route(at::ScalarType dtype, const at::Device& device);
 
 void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);

@@ -1,5 +1,6 @@
 // compress/error.cpp: reconstruction error measures and LayerStats serialization.
 #include "internal.hpp"
+#include "kick/model.hpp"
 
 namespace kick::compress {
 
@@ -35,7 +36,7 @@ double fraction_zero(const Tensor& tensor) {
 
 double squared_output_norm(const Tensor& m, const Tensor& x, const Tensor& gram) {
   if (gram.defined()) return (at::matmul(m, gram) * m).sum().clamp_min(0).item<double>();  // rounding can dip below 0
-  if (x.scalar_type() == at::kBFloat16) return at::matmul(x, m.to(at::kBFloat16).t()).to(at::kFloat).pow(2).sum().item<double>();
+  if (x.scalar_type() == at::kBFloat16) return matmul_routed(x, m.to(at::kBFloat16).t()).to(at::kFloat).pow(2).sum().item<double>();
   return at::matmul(x.to(at::kFloat), m.to(at::kFloat).t()).pow(2).sum().item<double>();
 }
 

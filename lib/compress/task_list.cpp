@@ -2,7 +2,8 @@
 // work. Each task runs alone on one thread: with an OpenMP BLAS (OpenBLAS's OpenMP build, MKL), BLAS,
 // LAPACK and ATen's parallel loops called inside a parallel region stay single-threaded, and for
 // matrices of 192 to 1536 columns whole tasks on separate threads beat every small op spread over all
-// threads (docs/performance.md). A task's arithmetic does not depend on the schedule, so neither do the bits.
+// threads (docs/performance.md). A task's arithmetic does not depend on which tasks run beside it, so at a given
+// thread count neither do the bits.
 #include <condition_variable>
 #include <exception>
 #include <mutex>

@@ -28,7 +28,8 @@ Tensor place(const Tensor& t, const ModelOptions& options) {
 
 // x @ W^T. A single row (every decoding step) goes through matrix-vector: BLAS's M=1 GEMM path is about
 // 6x slower than its GEMV on this machine (fp32, 1536x576: 0.153 ms vs 0.024 ms). In bf16 on CPU, LibTorch's
-// GEMV is a scalar loop (slower than oneDNN's M=1 matmul), so kick's own gemv_bf16 does it.
+// GEMV is a scalar loop (slower than oneDNN's M=1 matmul), so kick's own gemv_bf16 does it. Other bf16 products on a
+// CPU without a native bf16 GEMM go through fp32 (linear_routed).
 Tensor project(const Tensor& x, const Tensor& weight) {
   const int64_t in = x.size(-1);
   if (x.numel() == in) {
@@ -37,7 +38,7 @@ Tensor project(const Tensor& x, const Tensor& weight) {
     if (gemv_bf16_applies(weight, x)) return gemv_bf16(weight, x).view(sizes);
     if (x.scalar_type() == at::kFloat) return at::mv(weight, x.reshape({in})).view(sizes);
   }
-  return at::linear(x, weight);
+  return linear_routed(x, weight);
 }
 
 // Query rows per attention block: a block's scores (heads x rows x keys, fp32) stay a few MB even at 2048
@@ -89,6 +90,12 @@ Tensor grouped_causal_attention_tiled(const Tensor& q, const Tensor& k, const Te
   const int64_t s = k.size(2), past = s - t, group = heads / num_kv_heads;
   const auto q_grouped = (q * (1.0 / std::sqrt(static_cast<double>(d)))).view({b, num_kv_heads, group, t, d});
   auto out = at::empty({b, num_kv_heads, group, t, d}, q.options());
+  // bf16 on a CPU without a native bf16 GEMM: the products run in fp32 on inputs widened once here, and their
+  // results are rounded to bf16 where the native product rounds them (scores before the softmax, the output).
+  const bool through_fp32 = bf16_gemm_through_fp32(q);
+  const Tensor q_product = through_fp32 ? q_grouped.to(at::kFloat) : q_grouped;
+  const Tensor k_product = through_fp32 ? k.to(at::kFloat) : k;
+  const Tensor v_product = through_fp32 ? v.to(at::kFloat) : v;
   const int64_t score_row_bytes = group * s * static_cast<int64_t>(q.element_size());
   if (tile_rows <= 0) {
     tile_rows = std::clamp<int64_t>(kTileScoreBytes / std::max<int64_t>(1, score_row_bytes), std::min<int64_t>(8, t), t);
@@ -102,13 +109,15 @@ Tensor grouped_causal_attention_tiled(const Tensor& q, const Tensor& k, const Te
     for (int64_t item = begin; item < end; ++item) {
       const int64_t row = item / (num_kv_heads * blocks), head = item / blocks % num_kv_heads, block = item % blocks;
       const int64_t start = block * tile_rows, rows = std::min(tile_rows, t - start), visible = past + start + rows;
-      auto q_tile = q_grouped[row][head].narrow(1, start, rows).reshape({group * rows, d});
-      auto scores = at::mm(q_tile, k[row][head].narrow(0, 0, visible).t());
+      auto q_tile = q_product[row][head].narrow(1, start, rows).reshape({group * rows, d});
+      auto scores = at::mm(q_tile, k_product[row][head].narrow(0, 0, visible).t());
+      if (through_fp32) scores = scores.to(at::kBFloat16);
       if (additive_mask.defined()) {
         scores.view({group, rows, visible}).add_(additive_mask[row][0].narrow(0, start, rows).narrow(1, 0, visible));
       }
       softmax_cpu_(scores, additive_mask.defined() ? 0 : rows);
-      out[row][head].narrow(1, start, rows).copy_(at::mm(scores, v[row][head].narrow(0, 0, visible)).view({group, rows, d}));
+      const Tensor probs = through_fp32 ? scores.to(at::kFloat) : scores;
+      out[row][head].narrow(1, start, rows).copy_(at::mm(probs, v_product[row][head].narrow(0, 0, visible)).view({group, rows, d}));
     }
   });
   return out.view({b, heads, t, d});
@@ -130,7 +139,7 @@ Tensor grouped_causal_attention_batched(const Tensor& q, const Tensor& k, const 
     const int64_t rows = std::min(query_block, t - start), visible = past + start + rows;
     auto q_block = q_grouped.narrow(3, start, rows).reshape({b, num_kv_heads, group * rows, d});
     auto keys = k.narrow(2, 0, visible), values = v.narrow(2, 0, visible);
-    auto scores = at::matmul(q_block, keys.transpose(-1, -2));
+    auto scores = matmul_routed(q_block, keys.transpose(-1, -2));
     const bool own_softmax = softmax_cpu_applies(scores);
     if (!own_softmax && !native_softmax) scores = scores.to(at::kFloat);
     auto scores5 = scores.view({b, num_kv_heads, group, rows, visible});
@@ -147,7 +156,7 @@ Tensor grouped_causal_attention_batched(const Tensor& q, const Tensor& k, const 
       }
       probs = at::softmax(scores, -1).to(v.scalar_type());
     }
-    out.narrow(3, start, rows).copy_(at::matmul(probs, values).view({b, num_kv_heads, group, rows, d}));
+    out.narrow(3, start, rows).copy_(matmul_routed(probs, values).view({b, num_kv_heads, group, rows, d}));
   }
   return out.view({b, heads, t, d});
 }

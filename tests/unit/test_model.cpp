@@ -569,3 +569,99 @@ TEST_CASE("tiled attention equals the batched form, with a past and with a paddi
     }
   }
 }
+
+namespace {
+
+// Sets which bf16 GEMM route the CPU takes for one scope, and puts the detected one back after.
+struct Bf16RouteScope {
+  explicit Bf16RouteScope(bool native) : before(set_cpu_bf16_gemm_native(native)) {}
+  ~Bf16RouteScope() { set_cpu_bf16_gemm_native(before); }
+  bool before;
+};
+
+// Every element of got within one bf16 rounding (2^-8 relative) plus an fp32 accumulation allowance of exact.
+bool within_one_bf16_rounding(const Tensor& got, const Tensor& exact, int64_t k) {
+  auto allowed = exact.abs() * (1.0 / 128) + 1e-4 * std::sqrt(static_cast<double>(k));
+  return ((got.to(at::kDouble) - exact).abs() <= allowed).all().item<bool>();
+}
+
+}  // namespace
+
+TEST_CASE("bf16 products through fp32 equal the exact product of the same values, rounded once", "[model]") {
+  at::manual_seed(11);
+  for (int64_t k : {576, 37}) {
+    auto w = at::randn({300, k}).to(at::kBFloat16);
+    // 1, 5 and 16 rows read W in place (linear_bf16_fp32); 17 and 2 x 40 widen it for the fp32 GEMM.
+    for (auto x : {at::randn({1, k}), at::randn({5, k}), at::randn({16, k}), at::randn({17, k}), at::randn({2, 40, k})}) {
+      x = x.to(at::kBFloat16);
+      INFO("k=" << k << " rows=" << x.numel() / k);
+      auto got = linear_through_fp32(x, w);
+      CHECK(got.scalar_type() == at::kBFloat16);
+      auto exact = at::linear(x.to(at::kDouble), w.to(at::kDouble));
+      REQUIRE(got.sizes() == exact.sizes());
+      CHECK(within_one_bf16_rounding(got, exact, k));
+    }
+  }
+  // Batched and transposed operands, as the attention passes them.
+  auto a = at::randn({2, 3, 24, 64}).to(at::kBFloat16), b = at::randn({2, 3, 50, 64}).to(at::kBFloat16);
+  auto scores = matmul_through_fp32(a, b.transpose(-1, -2));
+  CHECK(scores.scalar_type() == at::kBFloat16);
+  CHECK(within_one_bf16_rounding(scores, at::matmul(a.to(at::kDouble), b.to(at::kDouble).transpose(-1, -2)), 64));
+}
+
+TEST_CASE("the bf16 GEMM route follows the CPU switch and leaves other dtypes alone", "[model]") {
+  at::manual_seed(12);
+  auto x = at::randn({40, 96}).to(at::kBFloat16), w = at::randn({72, 96}).to(at::kBFloat16);
+  {
+    Bf16RouteScope scope(false);
+    CHECK(bf16_gemm_through_fp32(w));
+    CHECK_FALSE(bf16_gemm_through_fp32(w.to(at::kFloat)));
+    CHECK(at::equal(linear_routed(x, w), linear_through_fp32(x, w)));
+    CHECK(at::equal(matmul_routed(x, w.t()), matmul_through_fp32(x, w.t())));
+    auto xf = x.to(at::kFloat), wf = w.to(at::kFloat);
+    CHECK(at::equal(linear_routed(xf, wf), at::linear(xf, wf)));
+  }
+  {
+    Bf16RouteScope scope(true);
+    CHECK_FALSE(bf16_gemm_through_fp32(w));
+    CHECK(at::equal(linear_routed(x, w), at::linear(x, w)));
+    CHECK(at::equal(matmul_routed(x, w.t()), at::matmul(x, w.t())));
+  }
+}
+
+TEST_CASE("bf16 attention and logits agree between the native and the fp32 GEMM route", "[model]") {
+  at::manual_seed(13);
+  const int64_t b = 2, heads = 6, kv = 2, t = 40, past = 9, d = 16;
+  auto q = at::randn({b, heads, t, d}).to(at::kBFloat16), k = at::randn({b, kv, past + t, d}).to(at::kBFloat16),
+       v = at::randn({b, kv, past + t, d}).to(at::kBFloat16);
+  auto expected = naive_attention(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), at::Tensor());
+  for (bool native : {true, false}) {
+    Bf16RouteScope scope(native);
+    INFO("native route " << native);
+    auto tiled = grouped_causal_attention_tiled(q, k, v, at::Tensor(), kv, 8);
+    auto batched = grouped_causal_attention_batched(q, k, v, at::Tensor(), kv, 16);
+    auto step = grouped_causal_attention_batched(q.narrow(2, t - 1, 1), k, v, at::Tensor(), kv, 16);  // a decoding step
+    CHECK(tiled.scalar_type() == at::kBFloat16);
+    CHECK((tiled.to(at::kFloat) - expected).abs().max().item<double>() < 0.05);
+    CHECK((batched.to(at::kFloat) - expected).abs().max().item<double>() < 0.05);
+    CHECK((step.to(at::kFloat) - expected.narrow(2, t - 1, 1)).abs().max().item<double>() < 0.05);
+  }
+  // The whole model: both routes round at the same points, so their logits differ by summation order only.
+  auto ids = ids_tensor({1, 403, 407, 261, 378, 354, 265, 430, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309});
+  Model model = load_stories(at::kBFloat16);
+  Tensor native_logits, routed_logits;
+  {
+    Bf16RouteScope scope(true);
+    native_logits = model.forward(ids);
+  }
+  {
+    Bf16RouteScope scope(false);
+    routed_logits = model.forward(ids);
+  }
+  const auto fp32_logits = load_stories().forward(ids);
+  const double between = ((native_logits - routed_logits).norm() / native_logits.norm()).item<double>();
+  const double routed_vs_fp32 = ((routed_logits - fp32_logits).norm() / fp32_logits.norm()).item<double>();
+  INFO("native vs fp32 route " << between << ", fp32 route vs the fp32 model " << routed_vs_fp32);
+  CHECK(between < 0.02);
+  CHECK(routed_vs_fp32 < 0.05);
+}
