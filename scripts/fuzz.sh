@@ -39,7 +39,10 @@ for target in "${targets[@]}"; do
     failed+=("$target")
   fi
   stats=$(grep -E '^#[0-9]+' "$log" | tail -1 | sed -E 's/^#([0-9]+)[^c]*cov: ([0-9]+) ft: ([0-9]+) corp: ([0-9]+).*/\1 runs, cov \2, ft \3, corpus \4/')
-  echo "fuzz: $target: $status after ${seconds}s ($stats)"
+  # The run at which coverage (edges) last grew: a target has plateaued when most of its runs came after it.
+  last_gain=$(grep -E '^#[0-9]+.*cov: [0-9]+' "$log" | sed -E 's/^#([0-9]+).*cov: ([0-9]+).*/\1 \2/' |
+    awk '$2 > best { best = $2; at = $1 } END { print at }')
+  echo "fuzz: $target: $status after ${seconds}s ($stats; edges last grew at run ${last_gain:-?})"
   [ "$status" = ok ] || { grep -E 'ERROR|SUMMARY|escaped' "$log" | head -5; ls "$crashes"; }
 done
 if ((${#failed[@]})); then
