@@ -1,6 +1,6 @@
 // lib/model/bf16_gemm_cpu.cpp: bf16 matrix products on CPUs where LibTorch has no fast bf16 GEMM. LibTorch hands a
 // bf16 GEMM to oneDNN only on x86 CPUs with AVX-512 (BW, VL and DQ); on the others (AMD Zen 2/3, Intel client
-// cores) it falls back to a scalar loop: 0.9 GFLOP/s on 2 Zen 3 cores, against 60-140 for fp32 (docs/performance.md),
+// cores) it falls back to a scalar loop: 0.9-5 GFLOP/s on 2 Zen 3 cores, against 60-160 for fp32 (docs/performance.md),
 // which made a bf16 prefill 52x slower than fp32. There kick computes each bf16 product as oneDNN does (bf16
 // inputs, fp32 accumulation, one rounding of the result to bf16) on the fp32 GEMM: the inputs are widened (exactly),
 // multiplied, and the result rounded once. Only the summation order differs from the native route.

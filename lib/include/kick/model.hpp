@@ -64,7 +64,7 @@ bool linear_bf16_fp32_applies(const Tensor& x, const Tensor& weight);
 Tensor linear_bf16_fp32(const Tensor& x, const Tensor& weight);
 
 // bf16 products on CPUs without a native bf16 GEMM (bf16_gemm_cpu.cpp). LibTorch runs bf16 GEMMs in oneDNN only
-// on x86 with AVX-512 BW/VL/DQ, and elsewhere in a scalar loop 50-100x slower than fp32. cpu_bf16_gemm_native says
+// on x86 with AVX-512 BW/VL/DQ, and elsewhere in a scalar loop 30-90x slower than fp32. cpu_bf16_gemm_native says
 // which this CPU is (KICK_BF16_GEMM=native|fp32|auto overrides; set_cpu_bf16_gemm_native sets it for tests and
 // returns the previous value). On the others, bf16 products go through the fp32 GEMM: inputs widened exactly, fp32
 // accumulation, one rounding to bf16, as oneDNN computes them. matmul_routed and linear_routed are at::matmul and
