@@ -240,9 +240,8 @@ void register_bench(CLI::App& app) {
       const double decode_limit = gflops * 1e9 / decode_flops;
       std::printf("%-5s %14.1f %12.1f %12.1f %10.3f %12.1f %10.3f\n", dtype.c_str(), gflops, prefill_tps,
                   prefill_limit, prefill_tps / prefill_limit, decode_tps, decode_tps / decode_limit);
-      const bool routed = model.options().dtype == at::kBFloat16 && device.is_cpu() && !cpu_bf16_gemm_native();
       report["runs"].push_back({{"dtype", dtype},
-                                {"gemm_route", routed ? "fp32" : "native"},
+                                {"gemm_route", bf16_gemm_through_fp32(model.options().dtype, device) ? "fp32" : "native"},
                                 {"gemm_gflops", gflops},
                                 {"gemm_size", args->gemm_size},
                                 {"prompt_tokens", args->prompt_tokens},

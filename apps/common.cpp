@@ -18,7 +18,7 @@ void add_model_options(CLI::App& command, ModelArgs& args) {
 }
 
 void note_bf16_route(at::ScalarType dtype, const at::Device& device) {
-  if (dtype == at::kBFloat16 && device.is_cpu() && !cpu_bf16_gemm_native()) {
+  if (bf16_gemm_through_fp32(dtype, device)) {
     std::fprintf(stderr, "kick: note: this CPU has no native bf16 GEMM (LibTorch's needs AVX-512); bf16 products run "
                          "as fp32 GEMMs with bf16 rounding, no faster than fp32\n");
   }

@@ -58,9 +58,11 @@ bool set_cpu_bf16_gemm_native(bool native) {
   return before;
 }
 
-bool bf16_gemm_through_fp32(const Tensor& t) {
-  return t.scalar_type() == at::kBFloat16 && t.device().is_cpu() && !cpu_bf16_gemm_native();
+bool bf16_gemm_through_fp32(at::ScalarType dtype, const at::Device& device) {
+  return dtype == at::kBFloat16 && device.is_cpu() && !cpu_bf16_gemm_native();
 }
+
+bool bf16_gemm_through_fp32(const Tensor& t) { return bf16_gemm_through_fp32(t.scalar_type(), t.device()); }
 
 Tensor matmul_through_fp32(const Tensor& a, const Tensor& b) {
   return at::matmul(a.to(at::kFloat), b.to(at::kFloat)).to(a.scalar_type());

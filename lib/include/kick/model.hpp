@@ -71,7 +71,8 @@ Tensor linear_bf16_fp32(const Tensor& x, const Tensor& weight);
 // at::linear with that routing; the *_through_fp32 forms are the fp32 route itself.
 bool cpu_bf16_gemm_native();
 bool set_cpu_bf16_gemm_native(bool native);
-bool bf16_gemm_through_fp32(const Tensor& t);  // a bf16 CPU tensor on a CPU without a native bf16 GEMM
+bool bf16_gemm_through_fp32(at::ScalarType dtype, const at::Device& device);  // bf16 on a CPU without a native one
+bool bf16_gemm_through_fp32(const Tensor& t);
 Tensor matmul_through_fp32(const Tensor& a, const Tensor& b);
 Tensor linear_through_fp32(const Tensor& x, const Tensor& weight);
 Tensor matmul_routed(const Tensor& a, const Tensor& b);
