@@ -67,6 +67,8 @@ void syrk_upper(Tensor& h, const Tensor& x, double alpha, double beta);
 void syrk_upper_reference(Tensor& h, const Tensor& x, double alpha, double beta);
 bool syrk_uses_blas();
 Tensor symmetric_from_upper(const Tensor& h);  // h's upper triangle mirrored below the diagonal
+Tensor symmetric_from_upper_reference(const Tensor& h);  // the same through ATen ops (any device)
+bool all_finite(const Tensor& t);              // no NaN or infinity anywhere in t
 Tensor gram(const Tensor& x);                  // x^T x for x [n, in], exactly symmetric, through syrk_upper
 // A token sample x [n, in] in the form the output-error report uses: the lower Cholesky factor L of x^T x when
 // fp32 gives one (then ||x m^T||^2 = ||m L||^2, a triangular product at half a GEMM's FLOPs), else x^T x itself

@@ -17,6 +17,8 @@ namespace {
 using at::indexing::None;
 using at::indexing::Slice;
 
+constexpr int64_t kPanel = 8;  // rows swept together: one AVX2 vector of fp32
+
 void check_sweep(const ObsSweep& sweep) {
   const auto& W1 = sweep.block;
   if (!W1.defined() || W1.dim() != 2 || W1.scalar_type() != at::kFloat)
@@ -77,7 +79,8 @@ ObsSweepResult obs_sweep_reference(ObsSweep& sweep) {
 
 // The same arithmetic as the reference, element by element and in the same order (this file is built
 // without floating-point contraction), so both give the same bits; only the loss sum is accumulated
-// differently (in double per row).
+// differently (in double per row). Unquantized sweeps compute a code too (scale 1, zero 0, never stored):
+// one branch-free loop serves both.
 ObsSweepResult obs_sweep_cpu(ObsSweep& sweep) {
   check_sweep(sweep);
   sweep.block = sweep.block.contiguous();
@@ -106,50 +109,80 @@ ObsSweepResult obs_sweep_cpu(ObsSweep& sweep) {
     if (keep_alive.back().numel() != rows) fail("obs_sweep: grid {} has {} rows for a block of {}", i, keep_alive.back().numel(), rows);
   }
   const int64_t nm_n = sweep.nm_n, nm_m = sweep.nm_m;
+  const bool quantized = codes != nullptr;
 
-  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+  // Rows go through the sweep in panels of kPanel, transposed so that a column of the panel is one vector:
+  // the panel's rows then hide each other's dependency chain (the next column waits on the division and
+  // on the update of this one), and each Hinv value is loaded once for all of them. Lanes past the last
+  // row are zeros and stay zeros.
+  const int64_t panels = (rows + kPanel - 1) / kPanel;
+  at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> panel(static_cast<size_t>(count * kPanel));
     std::vector<float> score(static_cast<size_t>(std::max<int64_t>(nm_m, 1)));
     std::vector<int64_t> order(score.size());
-    for (int64_t r = begin; r < end; ++r) {
-      float* w = block + r * count;
-      bool* pruned = mask ? mask + r * count : nullptr;
-      double loss = 0;
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t r0 = p * kPanel, lanes = std::min(kPanel, rows - r0);
+      float* t = panel.data();
+      std::fill(panel.begin(), panel.end(), 0.0f);
+      for (int64_t l = 0; l < lanes; ++l)
+        for (int64_t i = 0; i < count; ++i) t[i * kPanel + l] = block[(r0 + l) * count + i];
+      double loss[kPanel] = {};
+      bool pruned[kPanel] = {};
+      float scale[kPanel], zero[kPanel], err[kPanel];
+      std::fill(scale, scale + kPanel, 1.0f);
+      std::fill(zero, zero + kPanel, 0.0f);
       for (int64_t i = 0; i < count; ++i) {
         const float* hinv_row = H + i * count;
         const float d = hinv_row[i];
         if (nm_n > 0 && i % nm_m == 0) {
-          for (int64_t k = 0; k < nm_m; ++k) {
-            const float dk = H[(i + k) * count + i + k];
-            score[k] = (w[i + k] * w[i + k]) / (dk * dk);
-            order[k] = k;
+          for (int64_t l = 0; l < lanes; ++l) {
+            for (int64_t k = 0; k < nm_m; ++k) {
+              const float dk = H[(i + k) * count + i + k];
+              const float w = t[(i + k) * kPanel + l];
+              score[k] = (w * w) / (dk * dk);
+              order[k] = k;
+            }
+            // Ties go by position; the reference's topk leaves their order unspecified (equal scores are
+            // rare except for weights already zero, where either choice gives the same values). NaN last.
+            std::stable_sort(order.begin(), order.begin() + nm_m, [&](int64_t a, int64_t b) {
+              const bool a_nan = score[a] != score[a], b_nan = score[b] != score[b];
+              if (a_nan || b_nan) return !a_nan && b_nan;
+              return score[a] < score[b];
+            });
+            for (int64_t k = 0; k < nm_n; ++k) mask[(r0 + l) * count + i + order[k]] = true;
           }
-          // Ties go by position; the reference's topk leaves their order unspecified (equal scores are
-          // rare except for weights already zero, where either choice gives the same values). NaN last.
-          std::stable_sort(order.begin(), order.begin() + nm_m, [&](int64_t a, int64_t b) {
-            const bool a_nan = score[a] != score[a], b_nan = score[b] != score[b];
-            if (a_nan || b_nan) return !a_nan && b_nan;
-            return score[a] < score[b];
-          });
-          for (int64_t k = 0; k < nm_n; ++k) pruned[i + order[k]] = true;
         }
-        const float x = w[i];
-        float q = (pruned && pruned[i]) ? 0.0f : x;
-        if (codes) {
-          const float scale = scale_of[i][r], zero = zero_of[i][r];
-          const float code = quantize_to_code(q, scale, zero, maxq);
-          codes[r * count + i] = code;
-          q = code_to_value(code, scale, zero);
+        for (int64_t l = 0; l < lanes; ++l) {
+          pruned[l] = mask && mask[(r0 + l) * count + i];
+          if (codes) {
+            scale[l] = scale_of[i][r0 + l];
+            zero[l] = zero_of[i][r0 + l];
+          }
         }
-        values[r * count + i] = q;
-        const float diff = x - q;
-        loss += static_cast<double>((diff * diff) / (d * d));
-        const float err = diff / d;
-        errors[r * count + i] = err;
-        // The block's rows and Hinv never overlap; simd lets the compiler vectorize without a check.
+        const float* column = t + i * kPanel;
+        float q[kPanel], code[kPanel];
 #pragma omp simd
-        for (int64_t j = i + 1; j < count; ++j) w[j] -= err * hinv_row[j];
+        for (int64_t l = 0; l < kPanel; ++l) {
+          const float kept = pruned[l] ? 0.0f : column[l];
+          code[l] = quantize_to_code(kept, scale[l], zero[l], maxq);
+          q[l] = quantized ? code_to_value(code[l], scale[l], zero[l]) : kept;
+          const float diff = column[l] - q[l];
+          loss[l] += static_cast<double>((diff * diff) / (d * d));
+          err[l] = diff / d;
+        }
+        for (int64_t l = 0; l < lanes; ++l) {
+          values[(r0 + l) * count + i] = q[l];
+          errors[(r0 + l) * count + i] = err[l];
+          if (quantized) codes[(r0 + l) * count + i] = code[l];
+        }
+        for (int64_t j = i + 1; j < count; ++j) {
+          const float h = hinv_row[j];
+          float* target = t + j * kPanel;
+#pragma omp simd
+          for (int64_t l = 0; l < kPanel; ++l) target[l] -= err[l] * h;
+        }
       }
-      losses[r] = static_cast<float>(loss);
+      for (int64_t l = 0; l < lanes; ++l) losses[r0 + l] = static_cast<float>(loss[l]);
     }
   });
   return result;

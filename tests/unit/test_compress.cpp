@@ -388,52 +388,108 @@ struct SweepCase {
 
 }  // namespace
 
+TEST_CASE("the inverse-Hessian factor is the references' upper Cholesky factor of (H + damp I)^-1, closer to fp64", "[compress]") {
+  // The fixture's H (128 columns: four even panels), a random one of 301 (uneven panels) and one of 3.
+  auto fixture = load("H");
+  auto x = at::randn({900, 301}, at::TensorOptions().dtype(at::kFloat)) * at::linspace(0.1, 3, 301);
+  auto small = at::tensor({4.0f, 1.0f, 0.5f, 1.0f, 3.0f, 0.2f, 0.5f, 0.2f, 2.0f}).reshape({3, 3});
+  for (const auto& [name, H] : std::vector<std::pair<std::string, Tensor>>{
+           {"fixture", fixture}, {"random 301", at::matmul(x.t(), x) / 900}, {"3 x 3", small}}) {
+    INFO(name);
+    const double percdamp = 0.01;
+    auto factor = kc::detail::inverse_hessian_factor(H, percdamp);
+    REQUIRE(factor.retries == 0);
+    const auto& U = factor.upper;
+    CHECK(at::equal(U, at::triu(U)));
+    CHECK((at::diag(U) > 0).all().item<bool>());
+    // The references' route in fp32 and the exact factor (fp64) of the same damped matrix.
+    auto damped = H.clone();
+    damped.diagonal().add_(percdamp * at::mean(at::diag(H)).item<double>());
+    auto references = at::linalg_cholesky(at::cholesky_inverse(at::linalg_cholesky(damped)), /*upper=*/true);
+    auto d64 = damped.to(at::kDouble);
+    auto exact = at::linalg_cholesky(at::cholesky_inverse(at::linalg_cholesky(d64)), /*upper=*/true);
+    const double ours_error = ((U.to(at::kDouble) - exact).norm() / exact.norm()).item<double>();
+    const double references_error = ((references.to(at::kDouble) - exact).norm() / exact.norm()).item<double>();
+    WARN(name << ": relative error against fp64 " << ours_error << ", the references' route " << references_error);
+    CHECK(ours_error <= 1e-5);
+    CHECK(ours_error <= 2 * references_error + 1e-7);
+    // U^T U (H + damp I) = I.
+    auto product = at::matmul(at::matmul(U.t().to(at::kDouble), U.to(at::kDouble)), d64);
+    CHECK((product - at::eye(H.size(0), product.options())).abs().max().item<double>() <= 1e-3);
+  }
+}
+
+TEST_CASE("mirroring an upper triangle gives the ATen reference's bits and the finiteness check sees every NaN", "[compress]") {
+  using kick::compress::detail::all_finite;
+  at::manual_seed(5);
+  for (const int64_t n : {1, 63, 64, 65, 130}) {
+    INFO(n);
+    auto h = at::randn({n, n});  // the lower triangle is garbage to be ignored, as syrk leaves it
+    auto mirrored = kick::compress::detail::symmetric_from_upper(h);
+    CHECK(at::equal(mirrored, kick::compress::detail::symmetric_from_upper_reference(h)));
+    CHECK(at::equal(mirrored, mirrored.t()));
+    CHECK(at::equal(at::triu(mirrored), at::triu(h)));
+    CHECK(all_finite(h));
+    for (const float bad : {NAN, INFINITY, -INFINITY}) {
+      auto spoiled = h.clone();
+      spoiled[n - 1][n / 2] = bad;
+      CHECK_FALSE(all_finite(spoiled));
+    }
+  }
+  // Finite elements whose sum overflows: still finite.
+  CHECK(all_finite(at::full({4, 4}, 3e38f)));
+  CHECK_FALSE(all_finite(at::full({4, 4}, 3e38f).index_put_({0, 0}, NAN)));
+}
+
 TEST_CASE("the OBS sweep kernel gives the bits of its one-op-per-column reference", "[compress]") {
   // Real statistics from the fixtures: W [rows, 128] and the Cholesky factor of its damped H^-1.
   auto W = load("W");
   auto H = load("H");
   auto factor = kick::compress::detail::inverse_hessian_factor(H, 0.01);
   const int64_t i1 = 16, count = 48;  // a block that is not the first: its own diagonal block of Hinv
-  auto block = W.narrow(1, i1, count).contiguous();
   auto hinv = factor.upper.narrow(0, i1, count).narrow(1, i1, count);
-  auto per_row = kick::compress::detail::find_grid_params(W, 4, false);
-  std::vector<kick::compress::detail::GridParams> groups;
-  for (int64_t c = 0; c < count; c += 16) groups.push_back(kick::compress::detail::find_grid_params(block.narrow(1, c, 16), 3, true));
-  for (const auto& c : std::vector<SweepCase>{{"prune", true, false, false, false},
-                                              {"2:4", false, true, false, false},
-                                              {"quantize per row", false, false, true, false},
-                                              {"quantize groups", false, false, true, true},
-                                              {"prune + quantize", true, false, true, true},
-                                              {"2:4 + quantize", false, true, true, false}}) {
-    INFO(c.name);
-    auto make = [&] {
-      kick::compress::detail::ObsSweep sweep;
-      sweep.block = block.clone();
-      sweep.hinv = hinv;
-      if (c.unstructured_mask) sweep.mask = kick::compress::detail::lowest_k_per_row(block.abs().reshape({1, -1}), block.numel() / 2).reshape(block.sizes());
-      if (c.nm) {
-        sweep.mask = at::zeros(block.sizes(), at::kBool);
-        sweep.nm_n = 2;
-        sweep.nm_m = 4;
-      }
-      for (int64_t i = 0; c.quantize && i < count; ++i) sweep.grids.push_back(c.grouped ? &groups[i / 16] : &per_row);
-      return sweep;
-    };
-    auto fast_in = make(), reference_in = make();
-    auto fast = kick::compress::detail::obs_sweep_cpu(fast_in);
-    auto reference = kick::compress::detail::obs_sweep_reference(reference_in);
-    CHECK(at::equal(fast.values, reference.values));
-    CHECK(at::equal(fast.errors, reference.errors));
-    if (c.quantize) CHECK(at::equal(fast.codes, reference.codes));
-    if (fast_in.mask.defined()) CHECK(at::equal(fast_in.mask, reference_in.mask));
-    CHECK(at::allclose(fast.losses, reference.losses, 1e-5, 1e-9));
-    if (c.nm) require_n_of_m(fast_in.mask, 2, 4);
-    // The dispatcher picks the kernel for fp32 CPU blocks.
-    auto dispatched_in = make();
-    CHECK(at::equal(kick::compress::detail::obs_sweep(dispatched_in).values, fast.values));
+  // All rows (whole panels of 8 for the kernel), and 61 of them (the last panel part empty).
+  for (const int64_t rows : {W.size(0), W.size(0) - 3}) {
+    auto block = W.narrow(0, 0, rows).narrow(1, i1, count).contiguous();
+    auto per_row = kick::compress::detail::find_grid_params(W.narrow(0, 0, rows), 4, false);
+    std::vector<kick::compress::detail::GridParams> groups;
+    for (int64_t c = 0; c < count; c += 16) groups.push_back(kick::compress::detail::find_grid_params(block.narrow(1, c, 16), 3, true));
+    for (const auto& c : std::vector<SweepCase>{{"prune", true, false, false, false},
+                                                {"2:4", false, true, false, false},
+                                                {"quantize per row", false, false, true, false},
+                                                {"quantize groups", false, false, true, true},
+                                                {"prune + quantize", true, false, true, true},
+                                                {"2:4 + quantize", false, true, true, false}}) {
+      INFO(c.name << ", " << rows << " rows");
+      auto make = [&] {
+        kick::compress::detail::ObsSweep sweep;
+        sweep.block = block.clone();
+        sweep.hinv = hinv;
+        if (c.unstructured_mask) sweep.mask = kick::compress::detail::lowest_k_per_row(block.abs().reshape({1, -1}), block.numel() / 2).reshape(block.sizes());
+        if (c.nm) {
+          sweep.mask = at::zeros(block.sizes(), at::kBool);
+          sweep.nm_n = 2;
+          sweep.nm_m = 4;
+        }
+        for (int64_t i = 0; c.quantize && i < count; ++i) sweep.grids.push_back(c.grouped ? &groups[i / 16] : &per_row);
+        return sweep;
+      };
+      auto fast_in = make(), reference_in = make();
+      auto fast = kick::compress::detail::obs_sweep_cpu(fast_in);
+      auto reference = kick::compress::detail::obs_sweep_reference(reference_in);
+      CHECK(at::equal(fast.values, reference.values));
+      CHECK(at::equal(fast.errors, reference.errors));
+      if (c.quantize) CHECK(at::equal(fast.codes, reference.codes));
+      if (fast_in.mask.defined()) CHECK(at::equal(fast_in.mask, reference_in.mask));
+      CHECK(at::allclose(fast.losses, reference.losses, 1e-5, 1e-9));
+      if (c.nm) require_n_of_m(fast_in.mask, 2, 4);
+      // The dispatcher picks the kernel for fp32 CPU blocks.
+      auto dispatched_in = make();
+      CHECK(at::equal(kick::compress::detail::obs_sweep(dispatched_in).values, fast.values));
+    }
   }
   kick::compress::detail::ObsSweep bad;
-  bad.block = block.clone();
+  bad.block = W.narrow(1, i1, count).contiguous();
   bad.hinv = hinv.narrow(0, 0, 8);
   require_error([&] { kick::compress::detail::obs_sweep_cpu(bad); }, {"obs_sweep", "hinv", "[48, 48]"});
 }
