@@ -2,7 +2,7 @@
 // all calibration windows, accumulate statistics per distinct Linear input (q/k/v share one, gate/up
 // share one), prepare each group once (its sample's Gram matrix, SparseGPT/GPTQ's shared Hessian factor),
 // solve each Linear with its method's pure function (on CPU as tasks side by side, task_list.cpp), then
-// re-run the compressed layer to produce the next layer's input. Peak memory: the model plus two
+// re-run the compressed layer to produce the next layer's input (all but the last layer). Peak memory: the model plus two
 // activation buffers and one layer's statistics.
 #include <map>
 #include <set>
@@ -440,7 +440,8 @@ CompressionReport compress_model(Model& model, const CompressionPlan& plan, cons
       }
       report.seconds_solve += monotonic_seconds() - solve_start;
     }
-    if (calibrate) {
+    // The last layer's compressed outputs would feed nothing: no pass for them (the references run it anyway).
+    if (calibrate && li + 1 < model.num_layers()) {
       const double t0 = monotonic_seconds();
       run_layer(layer, nullptr);
       // One reduction instead of a bool tensor of the outputs' size (12 ms a layer in bf16 on SmolLM2): a NaN or

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "kick/compress.hpp"
@@ -141,6 +142,13 @@ Tensor lowest_k_by_sort(const Tensor& scores, int64_t k);
 // The k-th smallest (1-based) of `count` floats, none NaN, by radix select (a high-bits histogram, then
 // nth_element within one bucket): what lowest_k_per_row uses on long rows.
 float kth_smallest_radix(const float* values, int64_t count, int64_t k);
+
+// Unstructured per-row pruning of an fp32 CPU weight in one pass per row: the k lowest scores |w| * column_scale
+// (|w| when column_scale is undefined) of each row set to +0, ties broken by position, with the mask and the
+// stats (sparsity, relative weight error) of the result. Bitwise the weight and mask of prune_mask(scores,
+// ratio, per_row) + masked_fill; the error is summed in fp64 per row (the reference sums in fp32). nullopt
+// when it does not apply (another dtype or device) or a score is NaN: the caller takes the reference path.
+std::optional<PruneResult> prune_lowest_per_row_cpu(const Tensor& weight, const Tensor& column_scale, int64_t k);
 
 double fraction_zero(const Tensor& tensor);
 // ||a - b||^2 / ||a||^2 (0 when a is all zero).

@@ -7,12 +7,14 @@
 #   tests/bench/compress_bench.sh [--nsamples 16] [--seqlen 512] [--seed 0] [--threads 2]
 #       [--methods "magnitude wanda sparsegpt rtn gptq awq"] [--forward-batch 8] [--model HF_DIR]
 #       [--kick PATH] [--work DIR] [--free] [--shared-stats] [--omp-wait passive|default] [--twin-glibc-default]
-#       [--also-bf16]
+#       [--also-bf16] [--twin-no-save]
 #
 # Pruning runs at 0.5 unstructured; quantization at 4 bits, group 64 (SmolLM2's width 576 is not a
 # multiple of 128, docs/footguns.md). kick's wall time and peak RSS come from /usr/bin/time -v (the
 # whole process: load, tokenize, compress, save); its split from compression.json. The twin reports its
-# own (process start to the end of compression, comparison with kick's file left out).
+# own (process start to the end of its save, comparison with kick's file left out). Both write the
+# compressed model (model.safetensors, fsynced, renamed): equal output means the same artifact on disk.
+# --twin-no-save leaves the twin's save out, as the tables before 2026-11-25's fourth session were run.
 # --free lets the twin run on its own weights all the way; by default it continues from kick's weights
 # after comparing each layer (--follow-kick), so the agreement column measures each layer's solve rather
 # than the drift that near-ties in early layers start (the timing is the same either way).
@@ -29,7 +31,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 nsamples=16 seqlen=512 seed=0 threads=2 forward_batch=8
 methods="magnitude wanda sparsegpt rtn gptq awq"
 model="" kick="${KICK:-$repo/build/apps/kick}" work="${TMPDIR:-/tmp}/kick-compress-bench"
-follow=--follow-kick shared="" omp_wait=passive twin_glibc=kick also_bf16=0
+follow=--follow-kick shared="" omp_wait=passive twin_glibc=kick also_bf16=0 twin_save=1
 
 die() { echo "compress_bench.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -48,6 +50,7 @@ while [[ $# -gt 0 ]]; do
     --omp-wait) omp_wait=$2; shift 2 ;;
     --twin-glibc-default) twin_glibc=default; shift ;;
     --also-bf16) also_bf16=1; shift ;;
+    --twin-no-save) twin_save=0; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -98,18 +101,22 @@ for m in $methods; do
       || { cat "$work/$m.kick-bf16.log" >&2; die "kick compress --method $m --calibration-dtype bf16 failed"; }
   fi
   echo "== $m: twin" >&2
-  calib_arg=()
+  calib_arg=() save_arg=()
   case "$m" in magnitude|rtn) ;; *) calib_arg=(--calibration "$calibration") ;; esac
+  if [[ $twin_save == 1 ]]; then
+    rm -rf "$work/$m.twin-out"
+    save_arg=(--save "$work/$m.twin-out")
+  fi
   # shellcheck disable=SC2046
   env "${twin_env[@]}" /usr/bin/time -v -o "$work/$m.twin.time" /usr/bin/python3 "$twin" -m "$model" --method "$m" $(method_args "$m") \
-    "${calib_arg[@]}" --forward-batch "$forward_batch" --threads "$threads" $shared $follow \
+    "${calib_arg[@]}" "${save_arg[@]}" --forward-batch "$forward_batch" --threads "$threads" $shared $follow \
     --kick-output "$work/$m.kick" --json "$work/$m.twin.json" >&2
 done
 
 # shellcheck disable=SC2086  # $methods is a list
-/usr/bin/python3 - "$repo" "$work" "$nsamples" "$seqlen" "$seed" "$threads" "$forward_batch" "$omp_wait" "$twin_glibc" "${follow:-free}" "${shared:-per-linear}" $methods <<'EOF'
+/usr/bin/python3 - "$repo" "$work" "$nsamples" "$seqlen" "$seed" "$threads" "$forward_batch" "$omp_wait" "$twin_glibc" "${follow:-free}" "${shared:-per-linear}" "$twin_save" $methods <<'EOF'
 import json, os, re, statistics, sys
-repo, work, nsamples, seqlen, seed, threads, batch, omp_wait, twin_glibc, follow, shared, *methods = sys.argv[1:]
+repo, work, nsamples, seqlen, seed, threads, batch, omp_wait, twin_glibc, follow, shared, twin_save, *methods = sys.argv[1:]
 follow, shared = follow != "free", shared != "per-linear"
 
 def gnu_time(path):
@@ -130,7 +137,8 @@ print(f"Calibration {nsamples} x {seqlen} tokens (alpaca_5000.json, seed {seed})
       f"forward batch {batch}, OMP_WAIT_POLICY={omp_wait}, twin on {'kick' if twin_glibc == 'kick' else 'default'}'s "
       f"glibc malloc thresholds; twin statistics "
       f"{'shared per input group (as kick)' if shared else 'per Linear (as the references)'}; agreement "
-      f"{'per layer, the twin continuing from kick weights after each layer' if follow else 'of the free-running twin'}.")
+      f"{'per layer, the twin continuing from kick weights after each layer' if follow else 'of the free-running twin'}; "
+      f"{'both save the compressed model' if twin_save == '1' else 'kick saves the compressed model, the twin does not'}.")
 print("Split = forward / statistics / solve seconds. Speed-up = twin / kick: process wall (compression only; cpu).\n")
 print("| method | kick wall s (cpu s) | kick peak RSS MiB | kick split s | twin wall s (cpu s) | twin peak RSS MiB "
       "| twin split s | speed-up (twin/kick) | output agreement |")

@@ -409,6 +409,49 @@ def load_model(folder):
     return config, layers, st.get("model.embed_tokens.weight"), st
 
 
+def layer_tensors(layer):
+    """(name under model.layers.N., weight) of every tensor a decoder layer owns."""
+    names = [(n, layer.linear(n).weight) for n in LINEAR_NAMES]
+    return names + [("input_layernorm", layer.input_layernorm.weight),
+                    ("post_attention_layernorm", layer.post_attention_layernorm.weight)]
+
+
+def save_model(folder, source, layers):
+    """The compressed model as model.safetensors (+ config.json) in folder, every tensor of the source file
+    with the layers' current weights in place of the originals: the artifact `kick compress` writes, with the
+    same durability (written to a temporary name, fsynced, renamed), so that both sides do the same work."""
+    os.makedirs(folder, exist_ok=True)
+    tensors = {}
+    for name in source.names():
+        tensors[name] = None  # filled below; keeps the source's order
+    for i, layer in enumerate(layers):
+        for name, weight in layer_tensors(layer):
+            tensors[f"model.layers.{i}.{name}.weight"] = weight
+    header, offset = {}, 0
+    for name in tensors:
+        if tensors[name] is None:
+            tensors[name] = source.get(name)
+        t = tensors[name] = tensors[name].detach().contiguous()
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    final = os.path.join(folder, "model.safetensors")
+    temporary = final + ".tmp"
+    with open(temporary, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for t in tensors.values():
+            f.write(t.numpy().data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, final)
+    with open(os.path.join(os.path.dirname(source.path), "config.json")) as src, \
+         open(os.path.join(folder, "config.json"), "w") as dst:
+        dst.write(src.read())
+
+
 class KickOutput:
     """kick's compressed folder, compared with the twin's layers one at a time."""
 
@@ -420,9 +463,7 @@ class KickOutput:
         self.tensors = {}
 
     def layer_tensors(self, index, layer):
-        names = [(n, layer.linear(n).weight) for n in LINEAR_NAMES]
-        return names + [("input_layernorm", layer.input_layernorm.weight),
-                        ("post_attention_layernorm", layer.post_attention_layernorm.weight)]
+        return layer_tensors(layer)
 
     def compare_layer(self, index, layer):
         for name, twin in self.layer_tensors(index, layer):
@@ -491,6 +532,7 @@ def main():
     p.add_argument("--follow-kick", action="store_true",
                    help="after comparing each layer, continue from kick's weights (needs --kick-output)")
     p.add_argument("--json", help="write timings and the comparison here")
+    p.add_argument("--save", metavar="DIR", help="write the compressed model here (model.safetensors, fsynced), timed as kick's save is")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
     if args.method in CALIBRATED and not args.calibration:
@@ -502,9 +544,9 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    timing = {"load": 0.0, "forward": 0.0, "statistics": 0.0, "solve": 0.0, "compare": 0.0}
+    timing = {"load": 0.0, "forward": 0.0, "statistics": 0.0, "solve": 0.0, "compare": 0.0, "save": 0.0}
     start = time.perf_counter()
-    config, layers, embed, _model_file = load_model(args.model)
+    config, layers, embed, model_file = load_model(args.model)
     windows = None
     if args.method in CALIBRATED:
         windows = SafeTensors(args.calibration, mapped=False).get("input_ids")
@@ -518,13 +560,18 @@ def main():
     # The comparison (reading kick's file) is not the twin's work: its time and the memory of kick's
     # tensors it touched are left out below (the RSS only approximately: pages stay resident).
     timing["total"] = time.perf_counter() - start - timing["compare"]
+    if args.save:
+        start = time.perf_counter()
+        save_model(args.save, model_file, layers)
+        timing["save"] = time.perf_counter() - start
     result = {"method": args.method, "threads": args.threads, "forward_batch": args.forward_batch,
               "shared_stats": args.shared_stats, "follow_kick": args.follow_kick,
               "calibration": list(windows.shape) if windows is not None else None,
               "seconds": timing, "wall_seconds": time.perf_counter() - PROCESS_START - timing["compare"],
               "cpu_seconds": cpu_seconds(), "peak_rss_mib": peak_rss_mib()}
     print(f"twin {args.method}: wall {result['wall_seconds']:.1f}s (load {timing['load']:.1f}s, forward "
-          f"{timing['forward']:.1f}s, statistics {timing['statistics']:.1f}s, solve {timing['solve']:.1f}s), "
+          f"{timing['forward']:.1f}s, statistics {timing['statistics']:.1f}s, solve {timing['solve']:.1f}s, "
+          f"save {timing['save']:.1f}s), "
           f"cpu {result['cpu_seconds']:.1f}s, peak RSS {result['peak_rss_mib']:.0f} MiB")
     if kick is not None:
         summary = kick.summary(errors if args.errors else {})

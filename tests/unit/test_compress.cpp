@@ -388,7 +388,7 @@ struct SweepCase {
 
 }  // namespace
 
-TEST_CASE("the inverse-Hessian factor is the references' upper Cholesky factor of (H + damp I)^-1, closer to fp64", "[compress]") {
+TEST_CASE("the inverse-Hessian factor is the references' upper Cholesky factor of (H + damp I)^-1, as close to fp64", "[compress]") {
   // The fixture's H (128 columns: four even panels), a random one of 301 (uneven panels) and one of 3.
   auto fixture = load("H");
   auto x = at::randn({900, 301}, at::TensorOptions().dtype(at::kFloat)) * at::linspace(0.1, 3, 301);
@@ -517,6 +517,52 @@ TEST_CASE("selecting the k lowest scores equals a stable sort's first k, ties an
   CHECK(at::equal(lowest_k_per_row(with_nan.to(at::kDouble), 500), lowest_k_by_sort(with_nan, 500)));
   CHECK(at::equal(lowest_k_per_row(ties.to(at::kDouble), 13), lowest_k_by_sort(ties, 13)));
   CHECK(at::equal(lowest_k_per_row(distinct.to(at::kDouble), 400), lowest_k_by_sort(distinct, 400)));
+}
+
+TEST_CASE("the one-pass per-row pruning kernel gives the ATen chain's weight and mask bits", "[compress]") {
+  using kick::compress::detail::lowest_k_per_row;
+  using kick::compress::detail::prune_lowest_per_row_cpu;
+  at::manual_seed(11);
+  // Signed weights over several octaves with exact zeros, negative zeros and heavy ties (small integers), and a
+  // column scale with zero and tied entries, so that the tie-break by position decides often.
+  auto spread = at::randn({24, 576}) * at::exp(at::randn({24, 576}));
+  spread.narrow(1, 0, 40).fill_(0.0);
+  spread.narrow(1, 40, 40).fill_(-0.0);
+  auto ties = at::randint(-4, 5, {16, 96}, at::kFloat);
+  auto scale_for = [](int64_t columns) {
+    auto scale = at::sqrt(at::rand({columns}) * 3);
+    scale.narrow(0, 0, columns / 8).fill_(0.0);
+    scale.narrow(0, columns / 8, columns / 8).fill_(1.0);
+    return scale;
+  };
+  for (const auto& weight : {spread, ties}) {
+    const int64_t columns = weight.size(1);
+    for (const bool scaled : {true, false}) {
+      const auto scale = scaled ? scale_for(columns) : Tensor();
+      const auto scores = scaled ? weight.abs() * scale.view({1, -1}) : weight.abs();
+      for (int64_t k : {int64_t{0}, int64_t{1}, columns / 3, columns / 2, columns - 1, columns}) {
+        INFO("k " << k << " of " << columns << (scaled ? ", scaled" : ", |w| only"));
+        auto fused = prune_lowest_per_row_cpu(weight, scale, k);
+        REQUIRE(fused.has_value());
+        auto mask = lowest_k_per_row(scores, k);
+        auto pruned = weight.masked_fill(mask, 0);
+        CHECK(at::equal(fused->mask, mask));
+        CHECK(at::equal(fused->weight, pruned));
+        CHECK(at::equal(fused->weight.signbit(), pruned.signbit()));  // unpruned -0 stays -0, pruned entries are +0
+        CHECK(fused->stats.sparsity == kick::compress::detail::fraction_zero(pruned));
+        CHECK(fused->stats.error == Approx(kick::compress::detail::relative_weight_error(weight, pruned)).epsilon(1e-5).margin(1e-12));
+      }
+    }
+  }
+  // Through the public functions: wanda and per-row magnitude take the kernel and keep the twin's fixture bits
+  // (checked in "magnitude and Wanda masks equal the twin's"); NaN scores and other dtypes are left to the reference.
+  auto with_nan = spread.clone();
+  with_nan[3][7] = NAN;
+  CHECK_FALSE(prune_lowest_per_row_cpu(with_nan, Tensor(), 100).has_value());
+  CHECK_FALSE(prune_lowest_per_row_cpu(spread.to(at::kBFloat16), Tensor(), 100).has_value());
+  CHECK(at::equal(kc::wanda_prune(with_nan, at::ones({576}), ratio(0.5)).mask,
+                  kick::compress::detail::lowest_k_by_sort(with_nan.abs(), 288)));
+  require_error([&] { prune_lowest_per_row_cpu(spread, at::ones({5}), 10); }, {"column_scale", "[5]", "[576]"});
 }
 
 TEST_CASE("the radix select finds the k-th smallest as a sort does, and long rows select through it", "[compress]") {
