@@ -136,9 +136,7 @@ KICK_CLONES_EXACT bool row_keys(const float* __restrict values, const float* __r
   for (int64_t j = 0; j < columns; ++j) {
     const float score = (scale ? std::fabs(values[j]) * scale[j] : std::fabs(values[j])) + 0.0f;
     nan |= score != score ? 1u : 0u;
-    uint32_t bits;
-    std::memcpy(&bits, &score, sizeof bits);
-    keys[j] = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    keys[j] = order_key(score);
   }
   return nan == 0;
 }
